@@ -1,0 +1,117 @@
+"""The event envelope: one CloudEvents 1.0 shaped value, built and parsed in one place.
+
+The gateway builds it from a provider request; the sensors parse it from a bus message. The JSON
+form is the CloudEvents structured mode with ``data`` embedded as a JSON value, which is also what
+a NATS publisher outside hookgate sends (see the README's bus contract).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SPEC_VERSION = "1.0"
+JSON_CONTENT_TYPE = "application/json"
+
+#: Headers whose values are secrets: replaced before an event leaves the gateway.
+SECRET_HEADERS = frozenset({"Authorization", "X-Gitlab-Token", "X-Hub-Signature", "X-Hub-Signature-256",
+                            "X-Gitea-Signature", "X-Forgejo-Signature", "X-Gogs-Signature"})
+MASK = "*** masked ***"
+
+
+class EnvelopeError(ValueError):
+    """A bus message that is not a CloudEvent hookgate can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    id: str
+    source: str  # the EventSource name, as in Argo Events
+    subject: str  # the event name (the key under spec.<type>)
+    type: str  # the EventSource type: webhook, github, gitlab, ...
+    data: Any
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    datacontenttype: str = JSON_CONTENT_TYPE
+    specversion: str = SPEC_VERSION
+
+    def context(self) -> dict[str, str]:
+        """The event context as Argo Events exposes it to `contextKey` and context filters."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "specversion": self.specversion,
+            "type": self.type,
+            "datacontenttype": self.datacontenttype,
+            "subject": self.subject,
+            "time": format_time(self.time),
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps({**self.context(), "data": self.data}, separators=(",", ":"),
+                          ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> CloudEvent:
+        try:
+            doc = json.loads(raw)
+        except ValueError as e:
+            raise EnvelopeError(f"not JSON: {e}") from None
+        return cls.from_dict(doc)
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> CloudEvent:
+        if not isinstance(doc, dict):
+            raise EnvelopeError("a CloudEvent must be a JSON object")
+        missing = [k for k in ("id", "source", "specversion", "type") if not isinstance(doc.get(k), str)]
+        if missing:
+            raise EnvelopeError(f"CloudEvent attribute(s) missing or not strings: {', '.join(missing)}")
+        data = doc.get("data")
+        if data is None and isinstance(doc.get("data_base64"), str):
+            import base64
+
+            try:
+                data = json.loads(base64.b64decode(doc["data_base64"]))
+            except ValueError as e:
+                raise EnvelopeError(f"data_base64 is not base64 JSON: {e}") from None
+        return cls(
+            id=doc["id"],
+            source=doc["source"],
+            subject=str(doc.get("subject") or ""),
+            type=doc["type"],
+            data=data,
+            time=parse_time(doc.get("time")),
+            datacontenttype=str(doc.get("datacontenttype") or JSON_CONTENT_TYPE),
+            specversion=doc["specversion"],
+        )
+
+
+def format_time(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: Any) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    if not isinstance(value, str):
+        raise EnvelopeError("CloudEvent 'time' must be an RFC 3339 string")
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise EnvelopeError(f"CloudEvent 'time' is not RFC 3339: {value!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def canonical_header(name: str) -> str:
+    """Go's canonical header form, as in Argo's header maps: `x-github-event` → `X-Github-Event`."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def header_map(pairs: Any) -> dict[str, list[str]]:
+    """Multi-valued, canonical, secret-masked headers: the `header` / `headers` value of event data."""
+    out: dict[str, list[str]] = {}
+    for name, value in pairs:
+        key = canonical_header(name)
+        out.setdefault(key, []).append(MASK if key in SECRET_HEADERS else value)
+    return out
