@@ -193,6 +193,17 @@ class GitlabEventSource(Model):
     secretToken: SecretKeySelector | None = None
     filter: Unsupported(_ES_FILTER) = None
 
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, events: list[str]) -> list[str]:
+        from gateway import gitlab  # the mapping lives with the provider, which imports this module
+
+        unknown = gitlab.unknown_events(events)
+        if unknown:
+            raise PydanticCustomError("events", "unknown GitLab event(s) {names} (known: {known})",
+                                      {"names": ", ".join(unknown), "known": ", ".join(gitlab.EVENT_HEADERS)})
+        return events
+
     @field_validator("projects", mode="before")
     @classmethod
     def _projects(cls, value: Any) -> Any:

@@ -1,0 +1,237 @@
+"""The bus: the only module that imports `nats`.
+
+One JetStream stream holds every event (subjects `<prefix>.<namespace>.<eventSource>.<event>`);
+each sensor reads it through its own durable pull consumer filtered to the subjects of its
+dependencies, so a message reaches only the sensors that can use it. NATS errors are turned into
+`BusError` / `BusUnavailable` here, so callers never handle a nats exception.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import api
+
+from gateway.errors import BusError, BusUnavailable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STREAM = "HOOKGATE"
+DEFAULT_PREFIX = "hookgate"
+DAY = 24 * 3600.0
+_TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """Explicit limits: JetStream's defaults (unbounded, 2 min dedupe) fit neither durability nor disk."""
+
+    name: str = DEFAULT_STREAM
+    prefix: str = DEFAULT_PREFIX
+    max_age: float = 7 * DAY
+    max_bytes: int = 8 * 1024**3
+    max_msgs: int = -1
+    max_msg_size: int = 32 * 1024**2  # GitHub's 25 MiB maximum plus the envelope
+    # Manual redelivery by GitHub keeps the delivery id; a day covers the usual redelivery runbook
+    # while keeping the dedupe index small. Older redeliveries are still caught by trigger idempotency.
+    duplicate_window: float = DAY
+    replicas: int = 1
+
+    def subject(self, namespace: str, eventsource: str, event: str) -> str:
+        return ".".join([self.prefix, token(namespace), token(eventsource), token(event)])
+
+    def stream_config(self) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=self.name, subjects=[f"{self.prefix}.>"], storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.LIMITS, discard=api.DiscardPolicy.NEW,
+            max_age=self.max_age, max_bytes=self.max_bytes, max_msgs=self.max_msgs,
+            max_msg_size=self.max_msg_size, duplicate_window=self.duplicate_window,
+            num_replicas=self.replicas)
+
+
+def token(name: str) -> str:
+    """A subject token: Kubernetes names allow `.`, which NATS would read as a separator."""
+    return _TOKEN_UNSAFE.sub("_", name)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    sequence: int
+    duplicate: bool
+
+
+class Bus:
+    def __init__(self, url: str, settings: StreamSettings | None = None, *, name: str = "hookgate") -> None:
+        self.url = url
+        self.settings = settings or StreamSettings()
+        self._name = name
+        self._nc: Client | None = None
+        self._js: Any = None
+        self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def connect(self, *, timeout: float = 5.0) -> None:
+        async def reconnected() -> None:
+            log.info("bus reconnected")
+            for callback in self.on_reconnect:
+                await callback()
+
+        async def disconnected() -> None:
+            log.warning("bus disconnected; reconnecting")
+
+        async def error(e: Exception) -> None:
+            log.debug("bus error: %s", e)
+
+        try:
+            self._nc = await nats.connect(
+                self.url, name=self._name, connect_timeout=timeout, max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5, allow_reconnect=True, reconnected_cb=reconnected,
+                disconnected_cb=disconnected, error_cb=error, pending_size=64 * 1024**2)
+        except (OSError, nats.errors.Error, TimeoutError) as e:
+            raise BusUnavailable(f"cannot connect to NATS at {self.url}: {e}") from e
+        self._js = self._nc.jetstream(timeout=timeout)
+
+    async def close(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                await self._nc.drain()
+            except (nats.errors.Error, TimeoutError, OSError):
+                await self._nc.close()
+
+    @property
+    def js(self) -> Any:
+        if self._js is None:
+            raise BusUnavailable("not connected to NATS")
+        return self._js
+
+    async def ensure_stream(self) -> None:
+        config = self.settings.stream_config()
+        try:
+            await self.js.stream_info(config.name)
+        except nats.js.errors.NotFoundError:
+            await self.js.add_stream(config)
+            log.info("created stream %s (subjects %s.>)", config.name, self.settings.prefix)
+            return
+        except (nats.errors.Error, TimeoutError) as e:
+            raise BusUnavailable(f"JetStream not available: {e}") from e
+        # Apply our limits to an existing stream too: Argo never does (its issue #1793).
+        try:
+            await self.js.update_stream(config)
+        except nats.js.errors.APIError as e:
+            raise BusError(f"stream {config.name} exists with settings that cannot be changed: {e}") from e
+
+    async def publish(self, subject: str, payload: bytes, *, msg_id: str, timeout: float = 5.0) -> PublishResult:
+        """Return once JetStream has the message on disk; raise BusUnavailable otherwise."""
+        try:
+            ack = await self.js.publish(subject, payload, timeout=timeout, stream=self.settings.name,
+                                        headers={"Nats-Msg-Id": msg_id})
+        except nats.js.errors.APIError as e:
+            raise BusError(f"JetStream refused the event: {e.description or e}") from e
+        except (nats.errors.Error, TimeoutError, OSError) as e:
+            raise BusUnavailable(f"JetStream did not acknowledge: {type(e).__name__}") from e
+        return PublishResult(sequence=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def ensure_consumer(self, name: str, subjects: Sequence[str], *, ack_wait: float = 60.0,
+                              max_deliver: int = 20) -> Consumer:
+        config = api.ConsumerConfig(
+            durable_name=name, name=name, deliver_policy=api.DeliverPolicy.NEW,
+            ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ack_wait, max_deliver=max_deliver,
+            filter_subjects=sorted(set(subjects)), max_ack_pending=1024)
+        try:
+            await self.js.add_consumer(self.settings.name, config)
+        except nats.js.errors.APIError as e:
+            if e.err_code != 10148:  # "consumer already exists" with another config: update it in place
+                raise BusError(f"cannot create consumer {name}: {e.description or e}") from e
+            await self._update_consumer(config)
+        except (nats.errors.Error, TimeoutError) as e:
+            raise BusUnavailable(f"cannot create consumer {name}: {e}") from e
+        sub = await self.js.pull_subscribe_bind(durable=name, stream=self.settings.name)
+        return Consumer(name=name, sub=sub)
+
+    async def _update_consumer(self, config: api.ConsumerConfig) -> None:
+        # nats-py has no update call; the server keeps the consumer's position across this update.
+        subject = f"$JS.API.CONSUMER.CREATE.{self.settings.name}.{config.name}"
+        req = {"stream_name": self.settings.name, "config": config.as_dict(), "action": "update"}
+        assert self._nc is not None
+        resp = json.loads((await self._nc.request(subject, json.dumps(req).encode(), timeout=5)).data)
+        if "error" in resp:
+            raise BusError(f"cannot update consumer {config.name}: {resp['error'].get('description')}")
+
+    async def key_value(self, bucket: str, *, history: int = 1, ttl: float | None = None) -> Any:
+        try:
+            return await self.js.key_value(bucket)
+        except nats.js.errors.BucketNotFoundError:
+            return await self.js.create_key_value(bucket=bucket, history=history, ttl=ttl)
+
+
+@dataclass
+class Consumer:
+    name: str
+    sub: Any
+
+    async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
+        try:
+            msgs = await self.sub.fetch(batch, timeout=timeout)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
+                nats.errors.NoServersError, OSError) as e:
+            raise BusUnavailable(str(e) or type(e).__name__) from e
+        except nats.errors.Error as e:
+            raise BusError(str(e) or type(e).__name__) from e
+        return [Delivery(m) for m in msgs]
+
+
+class Delivery:
+    """One message as a sensor sees it; acking is the sensor's decision, never this module's."""
+
+    __slots__ = ("_msg",)
+
+    def __init__(self, msg: Msg) -> None:
+        self._msg = msg
+
+    @property
+    def data(self) -> bytes:
+        return self._msg.data
+
+    @property
+    def subject(self) -> str:
+        return self._msg.subject
+
+    @property
+    def attempt(self) -> int:
+        return int(self._msg.metadata.num_delivered or 1)
+
+    @property
+    def stream_sequence(self) -> int:
+        return int(self._msg.metadata.sequence.stream)
+
+    async def ack(self) -> None:
+        await self._call(self._msg.ack_sync())
+
+    async def nak(self, delay: float | None = None) -> None:
+        await self._call(self._msg.nak(delay=delay))
+
+    async def in_progress(self) -> None:
+        await self._call(self._msg.in_progress())
+
+    async def _call(self, op: Awaitable[Any]) -> None:
+        try:
+            await op
+        except (nats.errors.Error, TimeoutError, OSError) as e:
+            # An ack that does not arrive means redelivery, which idempotent triggers absorb.
+            raise BusUnavailable(f"ack not confirmed: {type(e).__name__}") from e
+

@@ -1,0 +1,103 @@
+"""The generic `webhook` EventSource, and the request/outcome types every provider shares.
+
+Providers are pure: `Incoming` (method, headers, raw bytes) in, `Accepted` out, or a
+`RequestRejected` with the status and a short reason. Only `gateway/server.py` touches aiohttp.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from gateway.envelope import header_map
+from gateway.errors import RequestRejected
+from gateway.models import WebhookEventSource
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    method: str
+    path: str
+    headers: Mapping[str, str]  # case-insensitive lookups (aiohttp's CIMultiDictProxy)
+    header_items: Sequence[tuple[str, str]]  # every header line, in order, for the event data
+    body: bytes
+    query: str = ""
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event_id: str  # the provider's delivery id, or a content hash when it sends none
+    data: dict[str, Any]
+    publish: bool = True
+    note: str = ""  # why an accepted request is not published (e.g. an event type not subscribed)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def content_id(*parts: bytes | str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\0")
+    return "sha256-" + digest.hexdigest()[:40]
+
+
+def same_secret(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def parse_json(body: bytes, *, what: str = "body") -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RequestRejected(400, f"{what} is not valid JSON: {e}") from None
+
+
+def form_lists(text: str) -> dict[str, list[str]]:
+    """Go's url.Values as JSON: every key maps to the list of its values."""
+    out: dict[str, list[str]] = {}
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def check_bearer(incoming: Incoming, token: str | None) -> None:
+    if token is None:
+        return
+    auth = incoming.headers.get("Authorization", "")
+    if not auth.startswith("Bearer "):
+        raise RequestRejected(401, "missing bearer token in the Authorization header")
+    if not same_secret(auth[len("Bearer "):], token):
+        raise RequestRejected(403, "bearer token does not match authSecret")
+
+
+def webhook_body(incoming: Incoming) -> Any:
+    """Argo's shapes: GET → query map, form POST → form map, anything else → the JSON body."""
+    if incoming.method == "GET":
+        return form_lists(incoming.query)
+    if incoming.content_type == FORM:
+        try:
+            return form_lists(incoming.body.decode())
+        except UnicodeDecodeError:
+            raise RequestRejected(400, "form body is not UTF-8") from None
+    return parse_json(incoming.body)
+
+
+def accept(spec: WebhookEventSource, incoming: Incoming, *, auth_token: str | None) -> Accepted:
+    check_bearer(incoming, auth_token)
+    body = webhook_body(incoming)
+    data: dict[str, Any] = {"header": header_map(incoming.header_items), "body": body}
+    if spec.metadata:
+        data["metadata"] = dict(spec.metadata)
+    key = incoming.headers.get("Idempotency-Key") or incoming.headers.get("X-Request-Id")
+    return Accepted(event_id=key or content_id(incoming.path, incoming.query, incoming.body), data=data)
