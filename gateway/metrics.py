@@ -1,0 +1,57 @@
+"""Prometheus metrics, one registry per process, named after what Argo Events users already chart."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["eventsource", "event"]
+        self._received = Counter("hookgate_events_received_total", "Requests a provider accepted",
+                                 labels, registry=self.registry)
+        self._rejected = Counter("hookgate_events_rejected_total", "Requests refused, by HTTP status",
+                                 [*labels, "status"], registry=self.registry)
+        self._published = Counter("hookgate_events_published_total", "Events acknowledged by JetStream",
+                                  [*labels, "duplicate"], registry=self.registry)
+        self._latency = Histogram("hookgate_event_intake_seconds", "Request received to JetStream ack",
+                                  labels, registry=self.registry,
+                                  buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5))
+        trigger = ["sensor", "trigger"]
+        self._fired = Counter("hookgate_triggers_fired_total", "Trigger actions that succeeded",
+                              trigger, registry=self.registry)
+        self._failed = Counter("hookgate_triggers_failed_total", "Trigger actions finally given up",
+                               [*trigger, "reason"], registry=self.registry)
+        self._filtered = Counter("hookgate_events_discarded_total", "Events no dependency filter let through",
+                                 ["sensor", "dependency"], registry=self.registry)
+        self._consumers = Gauge("hookgate_sensor_consuming", "1 while a sensor's consumer is reading",
+                                ["sensor"], registry=self.registry)
+
+    def received(self, eventsource: str, event: str) -> None:
+        self._received.labels(eventsource, event).inc()
+
+    def rejected(self, eventsource: str, event: str, status: int) -> None:
+        self._rejected.labels(eventsource, event, str(status)).inc()
+
+    def published(self, eventsource: str, event: str, *, duplicate: bool) -> None:
+        self._published.labels(eventsource, event, "true" if duplicate else "false").inc()
+
+    def observe(self, eventsource: str, event: str, seconds: float) -> None:
+        self._latency.labels(eventsource, event).observe(seconds)
+
+    def fired(self, sensor: str, trigger: str) -> None:
+        self._fired.labels(sensor, trigger).inc()
+
+    def failed(self, sensor: str, trigger: str, reason: str) -> None:
+        self._failed.labels(sensor, trigger, reason).inc()
+
+    def discarded(self, sensor: str, dependency: str) -> None:
+        self._filtered.labels(sensor, dependency).inc()
+
+    def consuming(self, sensor: str, on: bool) -> None:
+        self._consumers.labels(sensor).set(1 if on else 0)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

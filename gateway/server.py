@@ -1,0 +1,220 @@
+"""HTTP listeners: one aiohttp server per port, routing by exact path to an EventSource event.
+
+This module only moves bytes: it reads the request within limits, hands an `Incoming` to the
+provider, publishes what the provider accepted, and maps errors to statuses. A 200 is sent only
+after JetStream acknowledged the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway import github, gitlab, webhook
+from gateway.bus import Bus
+from gateway.envelope import CloudEvent
+from gateway.errors import BusError, ManifestError, RequestRejected
+from gateway.metrics import Metrics
+from gateway.models import EventSource, SecretKeySelector, WebhookContext
+from gateway.webhook import Accepted, Incoming
+
+log = logging.getLogger(__name__)
+
+SecretLookup = Callable[[str, SecretKeySelector], str]
+Provider = Callable[[Incoming], Accepted]
+ReadyCheck = Callable[[], bool]
+
+HEALTH_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+@dataclass(frozen=True)
+class Route:
+    eventsource: str
+    namespace: str
+    event: str
+    source_type: str
+    webhook: WebhookContext
+    provider: Provider
+    subject: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.eventsource}/{self.event}"
+
+
+def build_routes(eventsources: list[EventSource], *, bus: Bus, secret: SecretLookup) -> list[Route]:
+    routes: list[Route] = []
+    for es in eventsources:
+        ns = es.namespace
+        for event, gh in es.spec.github.items():
+            key = _opt_secret(secret, ns, gh.webhookSecret)
+            routes.append(_route(es, event, "github", gh.webhook, bus,
+                                 lambda inc, s=gh, k=key: github.accept(s, inc, secret=k)))
+            _note_registration(es, event, gh.wants_hook_registration())
+        for event, gl in es.spec.gitlab.items():
+            key = _opt_secret(secret, ns, gl.secretToken)
+            routes.append(_route(es, event, "gitlab", gl.webhook, bus,
+                                 lambda inc, s=gl, k=key: gitlab.accept(s, inc, secret=k)))
+            _note_registration(es, event, gl.wants_hook_registration())
+        for event, wh in es.spec.webhook.items():
+            key = _opt_secret(secret, ns, wh.authSecret)
+            routes.append(_route(es, event, "webhook", wh, bus,
+                                 lambda inc, s=wh, k=key: webhook.accept(s, inc, auth_token=k)))
+    _check_conflicts(routes)
+    return routes
+
+
+def _route(es: EventSource, event: str, kind: str, ctx: WebhookContext, bus: Bus, provider: Provider) -> Route:
+    return Route(eventsource=es.name, namespace=es.namespace, event=event, source_type=kind, webhook=ctx,
+                 provider=provider, subject=bus.settings.subject(es.namespace, es.name, event))
+
+
+def _opt_secret(secret: SecretLookup, namespace: str, selector: SecretKeySelector | None) -> str | None:
+    return secret(namespace, selector) if selector else None
+
+
+def _note_registration(es: EventSource, event: str, wanted: bool) -> None:
+    if wanted:
+        log.info("%s/%s asks for hook registration with the Git host: not done yet by hookgate; "
+                 "register the webhook by hand. Serving webhooks anyway.", es.name, event)
+
+
+def _check_conflicts(routes: list[Route]) -> None:
+    seen: dict[tuple[int, str], Route] = {}
+    for r in routes:
+        key = (r.webhook.port_number, r.webhook.endpoint)
+        if r.webhook.endpoint in HEALTH_PATHS:
+            raise ManifestError(f"endpoint {r.webhook.endpoint} is reserved for health and metrics",
+                                kind="EventSource", name=r.eventsource, path=("spec", r.source_type, r.event))
+        if key in seen:
+            raise ManifestError(f"port {key[0]} endpoint {key[1]} is already served by {seen[key].label}",
+                                kind="EventSource", name=r.eventsource, path=("spec", r.source_type, r.event))
+        seen[key] = r
+
+
+class Listener:
+    """Every route of one port, plus health, readiness and metrics."""
+
+    def __init__(self, port: int, routes: list[Route], *, bus: Bus, metrics: Metrics, ready: ReadyCheck) -> None:
+        self.port = port
+        self.routes = {r.webhook.endpoint: r for r in routes}
+        self.bus = bus
+        self.metrics = metrics
+        self.ready = ready
+        self.max_body = max(r.webhook.maxPayloadSize for r in routes) if routes else 1024**2
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body + 1)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
+
+    async def start(self, host: str) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, self.port, reuse_address=True).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        ok = self.ready()
+        return web.Response(status=200 if ok else 503, text="ready\n" if ok else "not ready\n")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        route = self.routes.get(request.path)
+        if route is None:
+            return web.Response(status=404, text="no EventSource listens on this path\n")
+        started = time.perf_counter()
+        try:
+            status, text = await self._accept(route, request)
+        except RequestRejected as e:
+            self.metrics.rejected(route.eventsource, route.event, e.status)
+            log.info("%s rejected %s: %s", route.label, e.status, e.reason)
+            return web.Response(status=e.status, text=e.reason + "\n")
+        self.metrics.observe(route.eventsource, route.event, time.perf_counter() - started)
+        return web.Response(status=status, text=text)
+
+    async def _accept(self, route: Route, request: web.Request) -> tuple[int, str]:
+        if request.method != route.webhook.method:
+            raise RequestRejected(405, f"method {request.method} not allowed; this endpoint takes "
+                                       f"{route.webhook.method}")
+        body = await _read_body(request, route.webhook.maxPayloadSize)
+        incoming = Incoming(method=request.method, path=request.path, headers=request.headers,
+                            header_items=list(request.headers.items()), body=body, query=request.query_string)
+        accepted = route.provider(incoming)
+        self.metrics.received(route.eventsource, route.event)
+        if not accepted.publish:
+            log.info("%s delivery %s accepted, not published: %s", route.label, accepted.event_id, accepted.note)
+            return 200, f"accepted, not published: {accepted.note}\n"
+        event = CloudEvent(id=accepted.event_id, source=route.eventsource, subject=route.event,
+                           type=route.source_type, data=accepted.data)
+        msg_id = f"{route.namespace}/{route.eventsource}/{route.event}/{accepted.event_id}"
+        try:
+            result = await self.bus.publish(route.subject, event.to_json(), msg_id=msg_id)
+        except BusError as e:
+            self.metrics.rejected(route.eventsource, route.event, 503)
+            log.warning("%s delivery %s not kept: %s", route.label, accepted.event_id, e)
+            raise RequestRejected(503, "event bus unavailable; the event was not kept, retry later") from None
+        self.metrics.published(route.eventsource, route.event, duplicate=result.duplicate)
+        log.info("%s delivery %s published (seq %d%s)", route.label, accepted.event_id, result.sequence,
+                 ", duplicate" if result.duplicate else "")
+        return 200, "duplicate, already stored\n" if result.duplicate else "ok\n"
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestRejected(413, f"body of {request.content_length} bytes is over maxPayloadSize ({limit})")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise RequestRejected(413, f"body is over maxPayloadSize ({limit})") from None
+    if len(body) > limit:
+        raise RequestRejected(413, f"body of {len(body)} bytes is over maxPayloadSize ({limit})")
+    return body
+
+
+class Gateway:
+    def __init__(self, routes: list[Route], *, bus: Bus, metrics: Metrics, ready: ReadyCheck) -> None:
+        by_port: dict[int, list[Route]] = {}
+        for r in routes:
+            by_port.setdefault(r.webhook.port_number, []).append(r)
+        self.routes = routes
+        self.listeners = [Listener(port, rs, bus=bus, metrics=metrics, ready=ready) for port, rs in by_port.items()]
+
+    async def start(self, host: str) -> None:
+        try:
+            for listener in self.listeners:
+                await listener.start(host)
+        except OSError as e:
+            await self.stop()
+            raise ManifestError(f"cannot listen: {e}") from e
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(listener.stop() for listener in self.listeners), return_exceptions=True)
+
+    def describe(self, host: str) -> list[str]:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return [f"listening: http://{shown}:{r.webhook.port_number}{r.webhook.endpoint} ({r.label})"
+                for r in self.routes]
+
+
+def ready_all(*checks: ReadyCheck) -> ReadyCheck:
+    return lambda: all(check() for check in checks)
+

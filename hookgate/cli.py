@@ -1,0 +1,148 @@
+"""The `hookgate` command. Exit codes: 0 ok, 1 the command ran and something failed, 2 usage."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.errors import HookgateError, ManifestError
+from hookgate import app, manifests
+from hookgate.embedded import EmbeddedNatsError, NatsServer
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hookgate", description="Run Argo Events EventSources and Sensors.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def files(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("-f", dest="files", action="append", required=True, metavar="PATH",
+                         help="manifest file or folder (repeatable)")
+
+    def cluster(cmd: argparse.ArgumentParser) -> None:
+        group = cmd.add_mutually_exclusive_group()
+        group.add_argument("--kubeconfig", metavar="PATH")
+        group.add_argument("--dry-run", metavar="DIR", help="write resources to DIR instead of a cluster")
+
+    up = sub.add_parser("up", help="gateway and sensors in one process")
+    files(up)
+    up.add_argument("--nats", metavar="URL", help="NATS server (default: start an embedded one)")
+    cluster(up)
+    up.add_argument("--host", default="0.0.0.0")
+    up.add_argument("--data-dir", default="hookgate-data", metavar="DIR")
+
+    gw = sub.add_parser("gateway", help="EventSource listeners only")
+    files(gw)
+    gw.add_argument("--nats", metavar="URL", required=True)
+    gw.add_argument("--host", default="0.0.0.0")
+    gw.add_argument("--spool-dir", metavar="DIR")
+
+    sn = sub.add_parser("sensor", help="Sensors only")
+    files(sn)
+    sn.add_argument("--nats", metavar="URL", required=True)
+    cluster(sn)
+    sn.add_argument("--metrics-port", type=int, default=7777, metavar="N")
+    sn.add_argument("--host", default="0.0.0.0")
+
+    va = sub.add_parser("validate", help="check manifests")
+    va.add_argument("paths", nargs="+", metavar="PATH")
+
+    te = sub.add_parser("test", help="run one event through the sensors offline and explain")
+    files(te)
+    te.add_argument("--event", required=True, metavar="EVENT.json")
+    te.add_argument("--dependency", metavar="NAME")
+    te.add_argument("--provider", choices=["github", "gitlab"])
+    te.add_argument("--header", action="append", default=[], metavar="K:V")
+    te.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except HookgateError as e:
+        print(f"hookgate: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    bundle = manifests.load(args.paths)
+    offline = app.DryRunCluster(None, templates=[t.model_dump(mode="json") for t in bundle.templates])
+    for sensor in bundle.sensors:
+        _with_origin(bundle, sensor, lambda s=sensor: app.compile_sensor(s, cluster=offline))
+    print(f"ok: {len(bundle.eventsources)} EventSource(s), {len(bundle.sensors)} Sensor(s), "
+          f"{len(bundle.secrets)} Secret(s), {len(bundle.templates)} template(s)")
+    return 0
+
+
+def _with_origin(bundle: manifests.Bundle, model: object, fn: object) -> None:
+    try:
+        fn()  # type: ignore[operator]
+    except ManifestError as e:
+        e.file, e.document = bundle.origin(model)  # type: ignore[arg-type]
+        raise ManifestError(e.message, file=e.file, document=e.document, path=e.path, kind=e.kind,
+                            name=e.name) from None
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    app.configure_logging()
+    bundle = manifests.load(args.files)
+    cluster = app.cluster_for(bundle, kubeconfig=args.kubeconfig, dry_run=args.dry_run,
+                              default_dry_run="hookgate-out")
+    server: NatsServer | None = None
+    url = args.nats
+    if url is None:
+        server = NatsServer(Path(args.data_dir) / "nats")
+        try:
+            server.start()
+        except EmbeddedNatsError as e:
+            print(f"hookgate: {e}", file=sys.stderr)
+            return 1
+        url = server.url
+        app.say(f"data: {Path(args.data_dir).resolve()}")
+    app.say(f"nats: {url}")
+    try:
+        _check_sensors(bundle, cluster)
+        asyncio.run(app.serve(bundle, cluster, app.Options(nats_url=url, host=args.host)))
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    app.configure_logging()
+    bundle = manifests.load(args.files)
+    offline = app.DryRunCluster(None)
+    asyncio.run(app.serve(bundle, offline, app.Options(nats_url=args.nats, host=args.host, sensors=False)))
+    return 0
+
+
+def cmd_sensor(args: argparse.Namespace) -> int:
+    app.configure_logging()
+    bundle = manifests.load(args.files)
+    cluster = app.cluster_for(bundle, kubeconfig=args.kubeconfig, dry_run=args.dry_run, default_dry_run=None)
+    _check_sensors(bundle, cluster)
+    options = app.Options(nats_url=args.nats, host=args.host, metrics_port=args.metrics_port, gateway=False)
+    asyncio.run(app.serve(bundle, cluster, options))
+    return 0
+
+
+def _check_sensors(bundle: manifests.Bundle, cluster: app.Cluster) -> None:
+    for sensor in bundle.sensors:
+        _with_origin(bundle, sensor, lambda s=sensor: app.compile_sensor(s, cluster=cluster))
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from hookgate import explain
+
+    return explain.run(args)
+
+
+COMMANDS = {"validate": cmd_validate, "up": cmd_up, "gateway": cmd_gateway, "sensor": cmd_sensor,
+            "test": cmd_test}
