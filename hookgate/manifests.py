@@ -17,7 +17,7 @@ from gateway.errors import ManifestError
 from gateway.models import EventBus, EventSource, Secret
 from sensors.models import Sensor, WorkflowTemplate
 
-YAML_SUFFIXES = (".yaml", ".yml", ".json")
+YAML_SUFFIXES = (".yaml", ".yml")
 KINDS: dict[str, type[BaseModel]] = {
     "EventSource": EventSource,
     "Sensor": Sensor,
@@ -72,7 +72,9 @@ def expand(paths: Iterable[str | Path]) -> Iterator[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES)
+            # Hidden entries are skipped: a mounted ConfigMap holds `..data` and `..<timestamp>` copies.
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES
+                              and not any(part.startswith(".") for part in p.relative_to(path).parts))
         elif path.is_file():
             yield path
         else:
