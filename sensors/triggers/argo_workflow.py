@@ -66,7 +66,7 @@ class SubmitWorkflow:
         if spec.args:
             raise TriggerCompileError(("args",), "argo CLI args are not supported (hookgate uses the API, not the CLI)")
         try:
-            self.parameters = params.compile_parameters(spec.parameters)
+            self.parameters = params.compile_parameters(spec.parameters, where="parameters", require_dest=True)
         except params.ParamError as e:
             raise TriggerCompileError(("parameters",), str(e)) from None
         self.sensor = sensor
