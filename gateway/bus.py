@@ -135,6 +135,10 @@ class Bus:
 
     async def publish(self, subject: str, payload: bytes, *, msg_id: str, timeout: float = 5.0) -> PublishResult:
         """Return once JetStream has the message on disk; raise BusUnavailable otherwise."""
+        if not self.connected:
+            # While reconnecting, nats-py would buffer the message and send it after the reconnect,
+            # long after this request timed out and the sender was told it was not kept.
+            raise BusUnavailable("not connected to NATS")
         try:
             ack = await self.js.publish(subject, payload, timeout=timeout, stream=self.settings.name,
                                         headers={"Nats-Msg-Id": msg_id})

@@ -112,6 +112,17 @@ def header_map(pairs: Any) -> dict[str, list[str]]:
     """Multi-valued, canonical, secret-masked headers: the `header` / `headers` value of event data."""
     out: dict[str, list[str]] = {}
     for name, value in pairs:
-        key = canonical_header(name)
-        out.setdefault(key, []).append(MASK if key in SECRET_HEADERS else value)
+        key = canonical_header(json_text(name))
+        out.setdefault(key, []).append(MASK if key in SECRET_HEADERS else json_text(value))
     return out
+
+
+def json_text(text: str) -> str:
+    """aiohttp keeps bytes that are not UTF-8 as lone surrogates, which cannot be encoded; like Go's
+    encoding/json, replace them with U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")

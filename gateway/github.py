@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 from gateway.envelope import header_map
 from gateway.errors import RequestRejected
 from gateway.models import GithubEventSource
-from gateway.webhook import FORM, Accepted, Incoming, content_id, parse_json
+from gateway.webhook import FORM, Accepted, Incoming, content_id, parse_json, raw_bytes
 
 _HASHES = {"sha256": hashlib.sha256, "sha1": hashlib.sha1, "sha512": hashlib.sha512}
 
@@ -29,7 +29,7 @@ def verify_signature(incoming: Incoming, secret: str) -> None:
     if digest is None or not given:
         raise RequestRejected(403, "unknown signature format (expected sha256=<hex>)")
     expected = hmac.new(secret.encode(), incoming.body, digest).hexdigest()
-    if not hmac.compare_digest(expected, given.strip().lower()):
+    if not hmac.compare_digest(expected.encode(), raw_bytes(given.strip().lower())):
         raise RequestRejected(403, "signature does not match webhookSecret")
 
 
@@ -54,10 +54,10 @@ def subscribed(events: list[str], event: str) -> bool:
 def accept(spec: GithubEventSource, incoming: Incoming, *, secret: str | None) -> Accepted:
     if secret:
         verify_signature(incoming, secret)
-    event = incoming.headers.get("X-GitHub-Event", "")
+    event = incoming.text("X-GitHub-Event")
     if not event:
         raise RequestRejected(400, "missing X-GitHub-Event header")
-    delivery = incoming.headers.get("X-GitHub-Delivery", "")
+    delivery = incoming.text("X-GitHub-Delivery")
     body = parse_body(incoming)
     event_id = delivery or content_id(event, incoming.body)
     if not subscribed(spec.events, event):

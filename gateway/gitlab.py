@@ -66,18 +66,18 @@ def effective_event(header: str, body: Any) -> str:
 
 
 def delivery_id(incoming: Incoming) -> str:
-    key = incoming.headers.get("Idempotency-Key")
+    key = incoming.text("Idempotency-Key")
     if key:
         return key
     # Recursive hooks share one event UUID, so it alone does not identify a delivery.
-    event_uuid = incoming.headers.get("X-Gitlab-Event-UUID", "")
+    event_uuid = incoming.text("X-Gitlab-Event-UUID")
     return content_id(event_uuid, incoming.body)
 
 
 def accept(spec: GitlabEventSource, incoming: Incoming, *, secret: str | None) -> Accepted:
     if secret:
         verify_token(incoming, secret)
-    header = incoming.headers.get("X-Gitlab-Event", "")
+    header = incoming.text("X-Gitlab-Event")
     if not header:
         raise RequestRejected(400, "missing X-Gitlab-Event header")
     body = parse_json(incoming.body)

@@ -118,16 +118,16 @@ class WebhookContext(Model):
     def _port(cls, value: Any) -> str:
         text = str(value)
         if not text.isdigit() or not 0 < int(text) < 65536:
-            raise PydanticCustomError("port", "port must be a number from 1 to 65535, got {value!r}",
-                                      {"value": value})
+            raise PydanticCustomError("port", "port must be a number from 1 to 65535, got {value}",
+                                      {"value": repr(value)})
         return text
 
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
         if not value.startswith("/"):
-            raise PydanticCustomError("endpoint", "endpoint must start with '/', got {value!r}",
-                                      {"value": value})
+            raise PydanticCustomError("endpoint", "endpoint must start with '/', got {value}",
+                                      {"value": repr(value)})
         return value
 
     @field_validator("method")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from gateway.envelope import header_map
+from gateway.envelope import header_map, json_text
 from gateway.errors import RequestRejected
 from gateway.models import WebhookEventSource
 
@@ -34,6 +34,10 @@ class Incoming:
     def content_type(self) -> str:
         return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
 
+    def text(self, name: str) -> str:
+        """A header's value as JSON-safe text, for ids and event names that end up in the event."""
+        return json_text(self.headers.get(name, ""))
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
@@ -52,8 +56,13 @@ def content_id(*parts: bytes | str) -> str:
     return "sha256-" + digest.hexdigest()[:40]
 
 
+def raw_bytes(text: str) -> bytes:
+    """A header value as sent: aiohttp decodes headers as UTF-8 with `surrogateescape`."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def same_secret(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
+    return hmac.compare_digest(raw_bytes(given), raw_bytes(expected))
 
 
 def parse_json(body: bytes, *, what: str = "body") -> Any:
@@ -99,5 +108,5 @@ def accept(spec: WebhookEventSource, incoming: Incoming, *, auth_token: str | No
     data: dict[str, Any] = {"header": header_map(incoming.header_items), "body": body}
     if spec.metadata:
         data["metadata"] = dict(spec.metadata)
-    key = incoming.headers.get("Idempotency-Key") or incoming.headers.get("X-Request-Id")
+    key = incoming.text("Idempotency-Key") or incoming.text("X-Request-Id")
     return Accepted(event_id=key or content_id(incoming.path, incoming.query, incoming.body), data=data)
