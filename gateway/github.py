@@ -63,9 +63,10 @@ def accept(spec: GithubEventSource, incoming: Incoming, *, secret: str | None) -
     if not subscribed(spec.events, event):
         return Accepted(event_id=event_id, data={}, publish=False,
                         note=f"event {event!r} is not in this EventSource's events")
-    if isinstance(body, dict):
-        # Argo Events adds these two keys to the body; sensors written for it filter on them.
-        body = {**body, "X-GitHub-Event": event, "X-GitHub-Delivery": delivery}
+    if not isinstance(body, dict):
+        raise RequestRejected(400, "a GitHub payload must be a JSON object")
+    # Argo Events adds these two keys to the body; sensors written for it filter on them.
+    body = {**body, "X-GitHub-Event": event, "X-GitHub-Delivery": delivery}
     data: dict[str, Any] = {"headers": header_map(incoming.header_items), "body": body}
     if spec.metadata:
         data["metadata"] = dict(spec.metadata)

@@ -171,7 +171,7 @@ class Listener:
         except BusError as e:
             self.metrics.rejected(route.eventsource, route.event, 503)
             log.warning("%s delivery %s not kept: %s", route.label, accepted.event_id, e)
-            raise RequestRejected(503, "event bus unavailable; the event was not kept, retry later") from None
+            raise RequestRejected(503, "event bus unavailable; the event may not have been kept, retry later") from None
         self.metrics.published(route.eventsource, route.event, duplicate=result.duplicate)
         log.info("%s delivery %s published (seq %d%s)", route.label, accepted.event_id, result.sequence,
                  ", duplicate" if result.duplicate else "")

@@ -108,5 +108,6 @@ def accept(spec: WebhookEventSource, incoming: Incoming, *, auth_token: str | No
     data: dict[str, Any] = {"header": header_map(incoming.header_items), "body": body}
     if spec.metadata:
         data["metadata"] = dict(spec.metadata)
-    key = incoming.text("Idempotency-Key") or incoming.text("X-Request-Id")
+    # Only an idempotency key identifies a delivery; tracing ids such as X-Request-Id may be reused.
+    key = incoming.text("Idempotency-Key")
     return Accepted(event_id=key or content_id(incoming.path, incoming.query, incoming.body), data=data)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.errors import ManifestError
 from gateway.models import EventBus, EventSource, Secret
-from sensors.models import Sensor, WorkflowTemplate
+from sensors.models import Sensor, Trigger, WorkflowTemplate
 
 YAML_SUFFIXES = (".yaml", ".yml")
 KINDS: dict[str, type[BaseModel]] = {
@@ -126,8 +126,40 @@ def parse_document(doc: Any, *, file: str, document: int) -> BaseModel:
     return parsed
 
 
+#: Fields of a Trigger that Argo's own examples sometimes put under `template`, where Argo drops them.
+_TRIGGER_FIELDS = frozenset(Trigger.model_fields) - {"template"}
+
+
+def _known_fields() -> dict[str, str]:
+    names: dict[str, str] = {}
+    pending: list[type[BaseModel]] = list(KINDS.values())
+    seen: set[type[BaseModel]] = set()
+    while pending:
+        model = pending.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            names.setdefault(name.lower(), name)
+            pending.extend(t for t in _model_types(info.annotation) if t not in seen)
+    return names
+
+
+def _model_types(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [t for arg in getattr(annotation, "__args__", ()) for t in _model_types(arg)]
+
+
 def _message(error: Any) -> str:
     if error["type"] == "extra_forbidden":
+        field = str(error["loc"][-1]) if error["loc"] else ""
+        if field in _TRIGGER_FIELDS and "template" in error["loc"]:
+            return (f"unknown field here: `{field}` belongs on the trigger, beside `template` "
+                    "(Argo Events silently ignores it in this place)")
+        known = _known_fields().get(field.lower())
+        if known and known != field:
+            return f"unknown field (did you mean `{known}`? field names are case-sensitive)"
         return "unknown field (not an Argo Events field, or misspelt)"
     if error["type"] == "missing":
         return "required field missing"

@@ -10,17 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+from pydantic import ValidationError
 
 from gateway.bus import Bus, Consumer, Delivery, token
 from gateway.envelope import CloudEvent, EnvelopeError
 from gateway.errors import BusError, ManifestError
 from gateway.metrics import Metrics
-from sensors import conditions, filters
+from sensors import conditions, cron, filters, params
 from sensors.kube import Cluster
-from sensors.models import Sensor, Trigger
+from sensors.models import Sensor, Trigger, TriggerTemplate
 from sensors.state import ConditionState
 from sensors.triggers import Action, PermanentError, TemporaryError, TriggerError
 from sensors.triggers.argo_workflow import SubmitWorkflow, TriggerCompileError
@@ -28,6 +32,7 @@ from sensors.triggers.argo_workflow import SubmitWorkflow, TriggerCompileError
 log = logging.getLogger(__name__)
 
 FETCH_BATCH = 64
+TTL_ANNOTATION = "hookgate.dev/condition-ttl"
 NAK_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -36,10 +41,30 @@ class CompiledTrigger:
     spec: Trigger
     condition: conditions.Condition
     action: Action
+    build: Callable[[TriggerTemplate], Action]  # for trigger-level parameters, which rewrite the template
+    template_parameters: tuple[params.CompiledParameter, ...] = ()
+    resets: tuple[cron.Schedule, ...] = ()
 
     @property
     def name(self) -> str:
         return self.spec.template.name
+
+    def action_for(self, events: Mapping[str, CloudEvent]) -> Action:
+        """Argo applies `trigger.parameters` to the template's JSON before every execution."""
+        if not self.template_parameters:
+            return self.action
+        doc = self.spec.template.model_dump(mode="json", exclude_none=True)
+        doc = params.apply_parameters(doc, self.template_parameters, events)
+        try:
+            return self.build(TriggerTemplate.model_validate(doc))
+        except (ValidationError, TriggerCompileError) as e:
+            raise PermanentError(f"trigger parameters made an invalid template: {e}") from None
+
+    def last_reset(self, now: datetime) -> float | None:
+        """Saved halves older than the latest `conditionsReset` tick no longer count."""
+        if not self.resets:
+            return None
+        return max(s.prev_before(now) for s in self.resets).timestamp()
 
 
 @dataclass(frozen=True)
@@ -80,22 +105,40 @@ def compile_sensor(sensor: Sensor, *, cluster: Cluster) -> CompiledSensor:
 
 def _compile_trigger(sensor: Sensor, index: int, trigger: Trigger, names: list[str],
                      cluster: Cluster) -> CompiledTrigger:
-    where = ("spec", "triggers", index, "template")
+    where: tuple[str | int, ...] = ("spec", "triggers", index)
     try:
         condition = conditions.compile_condition(trigger.template.conditions, names)
     except conditions.ConditionError as e:
-        raise _error(sensor, (*where, "conditions"), str(e)) from None
-    if trigger.parameters:
-        raise _error(sensor, ("spec", "triggers", index, "parameters"),
-                     "trigger-level parameters are not implemented yet; put them on the resource")
-    if trigger.template.argoWorkflow is None:
-        raise _error(sensor, (*where, trigger.template.kind), "this trigger type is not implemented yet")
+        raise _error(sensor, (*where, "template", "conditions"), str(e)) from None
     try:
-        action = SubmitWorkflow(trigger.template.argoWorkflow, sensor=sensor.name, namespace=sensor.namespace,
-                                trigger=trigger.template.name, cluster=cluster)
+        template_parameters = params.compile_parameters(trigger.parameters, where="parameters", require_dest=True)
+    except params.ParamError as e:
+        raise _error(sensor, (*where, "parameters"), str(e)) from None
+    resets = []
+    for i, reset in enumerate(trigger.template.conditionsReset):
+        if reset.byTime is None:
+            continue
+        try:
+            resets.append(cron.compile_cron(reset.byTime.cron, reset.byTime.timezone))
+        except cron.CronError as e:
+            raise _error(sensor, (*where, "template", "conditionsReset", i, "byTime"), str(e)) from None
+
+    def build(template: TriggerTemplate) -> Action:
+        return build_action(template, sensor=sensor, cluster=cluster)
+
+    try:
+        action = build(trigger.template)
     except TriggerCompileError as e:
-        raise _error(sensor, (*where, "argoWorkflow", *e.path), e.message) from None
-    return CompiledTrigger(spec=trigger, condition=condition, action=action)
+        raise _error(sensor, (*where, "template", trigger.template.kind, *e.path), e.message) from None
+    return CompiledTrigger(spec=trigger, condition=condition, action=action, build=build,
+                           template_parameters=template_parameters, resets=tuple(resets))
+
+
+def build_action(template: TriggerTemplate, *, sensor: Sensor, cluster: Cluster) -> Action:
+    if template.argoWorkflow is not None:
+        return SubmitWorkflow(template.argoWorkflow, sensor=sensor.name, namespace=sensor.namespace,
+                              trigger=template.name, cluster=cluster)
+    raise TriggerCompileError((), f"{template.kind} triggers are not implemented yet")
 
 
 def _error(sensor: Sensor, path: tuple[str | int, ...], message: str) -> ManifestError:
@@ -107,7 +150,8 @@ class SensorRunner:
         self.compiled = compiled
         self.bus = bus
         self.metrics = metrics
-        self.state = ConditionState(bus, namespace=compiled.sensor.namespace, sensor=compiled.name)
+        self.state = ConditionState(bus, namespace=compiled.sensor.namespace, sensor=compiled.name,
+                                    ttl=condition_ttl(compiled.sensor))
         self.consumer: Consumer | None = None
         self.consuming = False
 
@@ -180,13 +224,14 @@ class SensorRunner:
             decision = conditions.correlate(trigger.condition, saved, dep, event)
             return decision.fire, dict(decision.events)
 
-        fire, events = await self.state.update(trigger.name, decide)
+        fire, events = await self.state.update(trigger.name, decide,
+                                               not_before=trigger.last_reset(datetime.now(UTC)))
         if fire:
             await self._fire(trigger, events)
 
     async def _fire(self, trigger: CompiledTrigger, events: Mapping[str, CloudEvent]) -> None:
         try:
-            outcome = await trigger.action.execute(events)
+            outcome = await trigger.action_for(events).execute(events)
         except PermanentError as e:
             self.metrics.failed(self.name, trigger.name, "permanent")
             log.error("sensor %s trigger %s gave up on event(s) %s: %s", self.name, trigger.name,
@@ -197,6 +242,27 @@ class SensorRunner:
         self.metrics.fired(self.name, trigger.name)
         log.info("sensor %s trigger %s %s %s", self.name, trigger.name,
                  "created" if outcome.created else "found existing", outcome.name)
+
+
+def condition_ttl(sensor: Sensor) -> float | None:
+    """`hookgate.dev/condition-ttl` (e.g. `30m`, `1h30m`): how long a saved half may wait. Unset: forever, as Argo."""
+    text = sensor.metadata.annotations.get(TTL_ANNOTATION)
+    if not text:
+        return None
+    seconds = parse_duration(text)
+    if seconds is None or seconds <= 0:
+        raise ManifestError(f"not a positive duration: {text!r} (examples: 90s, 30m, 1h30m)", kind="Sensor",
+                            name=sensor.name, path=("metadata", "annotations", TTL_ANNOTATION))
+    return seconds
+
+
+def parse_duration(text: str) -> float | None:
+    """A Go duration (`1h30m`, `90s`, `250ms`) in seconds, or None when it is not one."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        return None
+    unit = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * unit[u] for n, u in parts)
 
 
 async def _settle(op: Any) -> None:

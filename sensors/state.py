@@ -40,14 +40,16 @@ class ConditionState:
     async def open(self) -> None:
         self._kv = await self._bus.key_value(self._bucket)
 
-    async def update(self, trigger: str, decide: Decide) -> tuple[bool, dict[str, CloudEvent]]:
+    async def update(self, trigger: str, decide: Decide, *, not_before: float | None = None
+                     ) -> tuple[bool, dict[str, CloudEvent]]:
         """Run `decide(saved)` → (fire, events) and store the outcome atomically.
 
         When it fires, the saved events of the trigger are cleared; otherwise `events` is stored.
+        Saved events older than `not_before` (a reset) or than the TTL are treated as absent.
         """
         key = trigger_key(trigger)
         for _ in range(MAX_RACES):
-            saved, revision = await self._read(key)
+            saved, revision = await self._read(key, not_before)
             fire, events = decide(saved)
             try:
                 if fire:
@@ -68,18 +70,19 @@ class ConditionState:
         except nats.js.errors.KeyNotFoundError:
             pass
 
-    async def _read(self, key: str) -> tuple[dict[str, CloudEvent], int]:
+    async def _read(self, key: str, not_before: float | None) -> tuple[dict[str, CloudEvent], int]:
         try:
             entry = await self._kv.get(key)
         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
             return {}, 0  # `create` also takes over a deleted key's tombstone
         if not entry.value:
             return {}, int(entry.revision)
-        return self._decode(entry.value), int(entry.revision)
+        return self._decode(entry.value, not_before), int(entry.revision)
 
-    def _decode(self, raw: bytes) -> dict[str, CloudEvent]:
+    def _decode(self, raw: bytes, not_before: float | None) -> dict[str, CloudEvent]:
         doc = json.loads(raw)
-        cutoff = time.time() - self._ttl if self._ttl else None
+        cutoffs = [c for c in (not_before, time.time() - self._ttl if self._ttl else None) if c is not None]
+        cutoff = max(cutoffs) if cutoffs else None
         return {dep: CloudEvent.from_dict(item["event"]) for dep, item in doc.items()
                 if cutoff is None or item.get("saved", 0) >= cutoff}
 

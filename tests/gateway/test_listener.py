@@ -276,8 +276,8 @@ async def test_a_gitlab_event_not_in_events_is_answered_200_and_not_published(st
 
 
 async def test_a_generic_webhook_post_is_stored_with_the_singular_header_key(stack: Stack) -> None:
-    status, _ = await stack.post("/large", b'{"n": 12345678901234567890}', {"X-Request-Id": "req-1"},
-                                 port=stack.webhook_port)
+    status, _ = await stack.post("/large", b'{"n": 12345678901234567890}',
+                                 {"Idempotency-Key": "req-1", "X-Request-Id": "trace-1"}, port=stack.webhook_port)
     assert status == 200
     (msg,) = await stored(stack.nats.url)
     assert msg.subject == "hookgate.default.plain.large"
@@ -285,7 +285,7 @@ async def test_a_generic_webhook_post_is_stored_with_the_singular_header_key(sta
     event = CloudEvent.from_json(msg.data)
     assert (event.id, event.type) == ("req-1", "webhook")
     assert set(event.data) == {"header", "body"}
-    assert event.data["header"]["X-Request-Id"] == ["req-1"]
+    assert event.data["header"]["X-Request-Id"] == ["trace-1"]
     assert_same_json(event.data["body"], {"n": 12345678901234567890})
 
 
@@ -385,9 +385,9 @@ async def test_a_header_value_that_is_not_utf8_is_stored_with_replacement_charac
     assert CloudEvent.from_json(msg.data).data["header"]["X-Note"] == ["caf\ufffd"]
 
 
-async def test_a_request_id_that_is_not_utf8_becomes_an_event_id_with_replacement_characters(stack: Stack) -> None:
+async def test_an_idempotency_key_that_is_not_utf8_becomes_an_id_with_replacement_characters(stack: Stack) -> None:
     body = b'{"a": 1}'
-    request = (b"POST /large HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Request-Id: id-\xe9\r\n"
+    request = (b"POST /large HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nIdempotency-Key: id-\xe9\r\n"
                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
     assert await raw_http(stack.webhook_port, request) == 200
     (msg,) = await stored(stack.nats.url)

@@ -162,10 +162,15 @@ def test_without_an_auth_secret_any_authorization_header_is_accepted() -> None:
 
 @pytest.mark.parametrize(("headers", "expected"), [
     pytest.param([("Idempotency-Key", "key-1"), ("X-Request-Id", "req-1")], "key-1", id="Idempotency-Key-first"),
-    pytest.param([("X-Request-Id", "req-1")], "req-1", id="X-Request-Id-next"),
+    pytest.param([("Idempotency-Key", "key-2")], "key-2", id="Idempotency-Key-alone"),
 ])
 def test_a_sender_supplied_id_becomes_the_event_id(headers: list[tuple[str, str]], expected: str) -> None:
     assert accept(incoming(headers=headers, body=b"{}")).event_id == expected
+
+
+def test_a_tracing_id_is_not_taken_for_an_idempotency_key() -> None:
+    event_id = accept(incoming(headers=[("X-Request-Id", "req-1")], body=b"{}")).event_id
+    assert event_id.startswith("sha256-")
 
 
 def test_without_a_sender_id_the_event_id_is_a_content_hash_stable_for_the_same_request() -> None:
