@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -26,13 +27,17 @@ from sensors import conditions, cron, filters, params
 from sensors.kube import Cluster
 from sensors.models import Sensor, Trigger, TriggerTemplate
 from sensors.state import ConditionState
-from sensors.triggers import Action, PermanentError, TemporaryError, TriggerError
+from sensors.triggers import Action, Outcome, PermanentError, TemporaryError, TriggerError, event_ids
 from sensors.triggers.argo_workflow import SubmitWorkflow, TriggerCompileError
 
 log = logging.getLogger(__name__)
 
 FETCH_BATCH = 64
+ACK_WAIT = 30.0
+DEFAULT_MAX_DELIVER = 10
+DEAD_LETTER_TOKEN = "_deadletter"  # a namespace cannot start with "_", so no event subject collides
 TTL_ANNOTATION = "hookgate.dev/condition-ttl"
+MAX_DELIVER_ANNOTATION = "hookgate.dev/max-deliver"
 NAK_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -42,6 +47,7 @@ class CompiledTrigger:
     condition: conditions.Condition
     action: Action
     build: Callable[[TriggerTemplate], Action]  # for trigger-level parameters, which rewrite the template
+    cluster: Cluster
     template_parameters: tuple[params.CompiledParameter, ...] = ()
     resets: tuple[cron.Schedule, ...] = ()
 
@@ -130,7 +136,12 @@ def _compile_trigger(sensor: Sensor, index: int, trigger: Trigger, names: list[s
         action = build(trigger.template)
     except TriggerCompileError as e:
         raise _error(sensor, (*where, "template", trigger.template.kind, *e.path), e.message) from None
-    return CompiledTrigger(spec=trigger, condition=condition, action=action, build=build,
+    if trigger.dlqTrigger is not None:
+        try:
+            build_action(trigger.dlqTrigger.template, sensor=sensor, cluster=cluster)
+        except TriggerCompileError as e:
+            raise _error(sensor, (*where, "dlqTrigger", "template", *e.path), e.message) from None
+    return CompiledTrigger(spec=trigger, condition=condition, action=action, build=build, cluster=cluster,
                            template_parameters=template_parameters, resets=tuple(resets))
 
 
@@ -146,14 +157,18 @@ def _error(sensor: Sensor, path: tuple[str | int, ...], message: str) -> Manifes
 
 
 class SensorRunner:
+    """Reads one Sensor's consumer; acks a message only once its triggers are done with it."""
+
     def __init__(self, compiled: CompiledSensor, *, bus: Bus, metrics: Metrics) -> None:
         self.compiled = compiled
         self.bus = bus
         self.metrics = metrics
         self.state = ConditionState(bus, namespace=compiled.sensor.namespace, sensor=compiled.name,
                                     ttl=condition_ttl(compiled.sensor))
+        self.max_deliver = max_deliver(compiled.sensor)
         self.consumer: Consumer | None = None
         self.consuming = False
+        self._limiters: dict[str, Any] = {}
 
     @property
     def name(self) -> str:
@@ -163,9 +178,16 @@ class SensorRunner:
     def consumer_name(self) -> str:
         return f"sensor_{token(self.compiled.sensor.namespace)}_{token(self.name)}"
 
+    @property
+    def dead_letter_subject(self) -> str:
+        return ".".join([self.bus.settings.prefix, DEAD_LETTER_TOKEN, token(self.compiled.sensor.namespace),
+                         token(self.name)])
+
     async def prepare(self) -> None:
         """Create the durable consumer (and the state bucket): from here on no event is missed."""
-        self.consumer = await self.bus.ensure_consumer(self.consumer_name, self.compiled.subjects(self.bus))
+        # The server never stops redelivering (max_deliver -1): giving up is our decision, recorded first.
+        self.consumer = await self.bus.ensure_consumer(self.consumer_name, self.compiled.subjects(self.bus),
+                                                       ack_wait=ACK_WAIT, max_deliver=-1)
         if any(t.condition.needs_state for t in self.compiled.triggers):
             await self.state.open()
         self.consuming = True
@@ -189,17 +211,22 @@ class SensorRunner:
         try:
             event = CloudEvent.from_json(delivery.data)
         except EnvelopeError as e:
-            log.error("sensor %s: dropping message %d on %s: not a CloudEvent (%s)", self.name,
-                      delivery.stream_sequence, delivery.subject, e)
-            await _settle(delivery.ack())
+            await self._dead_letter(delivery, None, f"not a CloudEvent: {e}")
             return
+        heartbeat = asyncio.create_task(_keep_alive(delivery))
         try:
             await self.process(event)
         except TemporaryError as e:
+            if delivery.attempt >= self.max_deliver:
+                await self._dead_letter(delivery, event, f"gave up after {delivery.attempt} deliveries: {e}")
+                return
             delay = NAK_DELAYS[min(delivery.attempt, len(NAK_DELAYS)) - 1]
-            log.warning("sensor %s event %s: %s; retrying in %.0fs", self.name, event.id, e, delay)
+            log.warning("sensor %s event %s: %s; redelivery %d in %.0fs", self.name, event.id, e,
+                        delivery.attempt + 1, delay)
             await _settle(delivery.nak(delay=delay))
             return
+        finally:
+            heartbeat.cancel()
         await _settle(delivery.ack())
 
     async def process(self, event: CloudEvent) -> None:
@@ -226,22 +253,116 @@ class SensorRunner:
 
         fire, events = await self.state.update(trigger.name, decide,
                                                not_before=trigger.last_reset(datetime.now(UTC)))
-        if fire:
+        if not fire:
+            return
+        try:
             await self._fire(trigger, events)
+        except TemporaryError:
+            # The saved halves were cleared when the condition held; put them back so that the
+            # redelivery of this event finds them and fires the same (idempotently named) action.
+            await self.state.restore(trigger.name, {d: e for d, e in events.items() if d != dep})
+            raise
 
     async def _fire(self, trigger: CompiledTrigger, events: Mapping[str, CloudEvent]) -> None:
+        await self._rate_limit(trigger)
         try:
-            outcome = await trigger.action_for(events).execute(events)
+            outcome = await self._attempts(trigger, events)
         except PermanentError as e:
-            self.metrics.failed(self.name, trigger.name, "permanent")
-            log.error("sensor %s trigger %s gave up on event(s) %s: %s", self.name, trigger.name,
-                      ",".join(ev.id for ev in events.values()), e)
+            await self._give_up(trigger, events, str(e))
             return
-        except TriggerError:
-            raise
         self.metrics.fired(self.name, trigger.name)
-        log.info("sensor %s trigger %s %s %s", self.name, trigger.name,
-                 "created" if outcome.created else "found existing", outcome.name)
+        log.info("sensor %s trigger %s %s %s (event %s)", self.name, trigger.name,
+                 "created" if outcome.created else "found existing", outcome.name, event_ids(events))
+
+    async def _attempts(self, trigger: CompiledTrigger, events: Mapping[str, CloudEvent]) -> Outcome:
+        """Argo's retryStrategy, in process; when it runs out, the error goes back to the bus (nak)."""
+        waits = retry_delays(trigger.spec)
+        for attempt in range(len(waits) + 1):
+            try:
+                return await trigger.action_for(events).execute(events)
+            except TemporaryError as e:
+                self.metrics.failed(self.name, trigger.name, "temporary")
+                if attempt == len(waits):
+                    raise
+                log.info("sensor %s trigger %s attempt %d failed (%s); retrying in %.1fs", self.name,
+                         trigger.name, attempt + 1, e, waits[attempt])
+                await asyncio.sleep(waits[attempt])
+        raise AssertionError("unreachable")
+
+    async def _give_up(self, trigger: CompiledTrigger, events: Mapping[str, CloudEvent], error: str) -> None:
+        self.metrics.failed(self.name, trigger.name, "permanent")
+        log.error("sensor %s trigger %s gave up on event %s: %s", self.name, trigger.name, event_ids(events), error)
+        await self._record(trigger.name, events, error)
+        dlq = trigger.spec.dlqTrigger
+        if dlq is None:
+            return
+        try:
+            action = build_action(dlq.template, sensor=self.compiled.sensor, cluster=trigger.cluster)
+            outcome = await action.execute(events)
+            log.info("sensor %s dlqTrigger %s ran for event %s: %s", self.name, dlq.template.name,
+                     event_ids(events), outcome.name)
+        except (TriggerError, TriggerCompileError) as e:
+            log.error("sensor %s dlqTrigger %s failed too: %s", self.name, dlq.template.name, e)
+
+    async def _dead_letter(self, delivery: Delivery, event: CloudEvent | None, error: str) -> None:
+        """Poison and exhausted messages: recorded on the dead-letter subject, then acked."""
+        log.error("sensor %s: message %d on %s dead-lettered: %s", self.name, delivery.stream_sequence,
+                  delivery.subject, error)
+        self.metrics.failed(self.name, "", "dead-letter")
+        events = {"": event} if event is not None else {}
+        try:
+            await self._record("", events, error, raw=None if event else delivery.data,
+                               sequence=delivery.stream_sequence)
+        except BusError:
+            await _settle(delivery.nak(delay=NAK_DELAYS[-1]))  # cannot record it: keep it instead
+            return
+        await _settle(delivery.ack())
+
+    async def _record(self, trigger: str, events: Mapping[str, CloudEvent], error: str, *,
+                      raw: bytes | None = None, sequence: int | None = None) -> None:
+        record = {"sensor": self.name, "namespace": self.compiled.sensor.namespace, "trigger": trigger,
+                  "error": error, "time": datetime.now(UTC).isoformat(),
+                  "events": {dep: json.loads(ev.to_json()) for dep, ev in events.items()}}
+        if raw is not None:
+            record["raw"] = raw.decode(errors="replace")
+        key = event_ids(events) if events else f"seq-{sequence}"
+        await self.bus.publish(self.dead_letter_subject, json.dumps(record).encode(),
+                               msg_id=f"dead-letter/{self.consumer_name}/{trigger}/{key}")
+
+    async def _rate_limit(self, trigger: CompiledTrigger) -> None:
+        limit = trigger.spec.rateLimit
+        if limit is None or limit.requestsPerUnit <= 0:
+            return
+        if trigger.name not in self._limiters:
+            from sensors.retry import RateLimiter
+
+            self._limiters[trigger.name] = RateLimiter(limit)
+        await self._limiters[trigger.name].wait()
+
+
+def retry_delays(trigger: Trigger) -> list[float]:
+    if trigger.retryStrategy is None:
+        return []  # Argo: no retryStrategy means a single attempt
+    from sensors.retry import delays
+
+    return delays(trigger.retryStrategy)
+
+
+def max_deliver(sensor: Sensor) -> int:
+    text = sensor.metadata.annotations.get(MAX_DELIVER_ANNOTATION)
+    if text is None:
+        return DEFAULT_MAX_DELIVER
+    if not text.isdigit() or int(text) < 1:
+        raise ManifestError(f"not a positive integer: {text!r}", kind="Sensor", name=sensor.name,
+                            path=("metadata", "annotations", MAX_DELIVER_ANNOTATION))
+    return int(text)
+
+
+async def _keep_alive(delivery: Delivery) -> None:
+    """Tell JetStream the message is being worked on, so that long retries are not redelivered meanwhile."""
+    while True:
+        await asyncio.sleep(ACK_WAIT / 3)
+        await _settle(delivery.in_progress())
 
 
 def condition_ttl(sensor: Sensor) -> float | None:

@@ -64,6 +64,11 @@ class ConditionState:
             return fire, events
         raise RuntimeError(f"condition state of trigger {trigger!r} kept changing under us")
 
+    async def restore(self, trigger: str, events: dict[str, CloudEvent]) -> None:
+        """Put saved halves back after a failed fire; a half saved since then is newer and wins."""
+        if events:
+            await self.update(trigger, lambda saved: (False, {**events, **saved}))
+
     async def clear(self, trigger: str) -> None:
         try:
             await self._kv.purge(trigger_key(trigger))
