@@ -26,6 +26,8 @@ class Metrics:
                                [*trigger, "reason"], registry=self.registry)
         self._filtered = Counter("hookgate_events_discarded_total", "Events no dependency filter let through",
                                  ["sensor", "dependency"], registry=self.registry)
+        self._matched = Counter("hookgate_events_matched_total", "Events a dependency let through, once handled",
+                                ["sensor", "dependency"], registry=self.registry)
         self._consumers = Gauge("hookgate_sensor_consuming", "1 while a sensor's consumer is reading",
                                 ["sensor"], registry=self.registry)
 
@@ -49,6 +51,9 @@ class Metrics:
 
     def discarded(self, sensor: str, dependency: str) -> None:
         self._filtered.labels(sensor, dependency).inc()
+
+    def matched(self, sensor: str, dependency: str) -> None:
+        self._matched.labels(sensor, dependency).inc()
 
     def consuming(self, sensor: str, on: bool) -> None:
         self._consumers.labels(sensor).set(1 if on else 0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # `kill -USR1 <pid>` prints every thread's stack: the first thing to ask of a process that seems stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         return COMMANDS[args.command](args)
     except HookgateError as e:

@@ -241,6 +241,7 @@ class SensorRunner:
             for trigger in self.compiled.triggers:
                 if dep in trigger.condition.dependencies:
                     await self._offer(trigger, dep, event)
+            self.metrics.matched(self.name, dep)
 
     async def _offer(self, trigger: CompiledTrigger, dep: str, event: CloudEvent) -> None:
         if not trigger.condition.needs_state:

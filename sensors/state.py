@@ -7,8 +7,10 @@ an update: the loser re-reads and decides again.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,9 +19,10 @@ import nats.js.errors
 
 from gateway.bus import Bus, token
 from gateway.envelope import CloudEvent
+from sensors.triggers import TemporaryError
 
 Decide = Callable[[dict[str, CloudEvent]], tuple[bool, dict[str, CloudEvent]]]
-MAX_RACES = 20
+MAX_RACES = 50
 
 
 def bucket_name(namespace: str, sensor: str) -> str:
@@ -36,6 +39,7 @@ class ConditionState:
         self._bucket = bucket_name(namespace, sensor)
         self._ttl = ttl
         self._kv: Any = None
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def open(self) -> None:
         self._kv = await self._bus.key_value(self._bucket)
@@ -48,7 +52,13 @@ class ConditionState:
         Saved events older than `not_before` (a reset) or than the TTL are treated as absent.
         """
         key = trigger_key(trigger)
-        for _ in range(MAX_RACES):
+        # One writer per key in this process; compare-and-set settles races with other replicas.
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            return await self._update(key, decide, not_before)
+
+    async def _update(self, key: str, decide: Decide, not_before: float | None
+                      ) -> tuple[bool, dict[str, CloudEvent]]:
+        for attempt in range(MAX_RACES):
             saved, revision = await self._read(key, not_before)
             fire, events = decide(saved)
             try:
@@ -60,9 +70,11 @@ class ConditionState:
                 else:
                     await self._kv.create(key, _encode(events))
             except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.APIError):
-                continue  # another replica changed the key since we read it: decide again
+                # Another replica changed the key since we read it: decide again, after a jittered pause.
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
             return fire, events
-        raise RuntimeError(f"condition state of trigger {trigger!r} kept changing under us")
+        raise TemporaryError(f"condition state {key} kept changing under us; will retry")
 
     async def restore(self, trigger: str, events: dict[str, CloudEvent]) -> None:
         """Put saved halves back after a failed fire; a half saved since then is newer and wins."""
