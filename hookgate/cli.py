@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import faulthandler
 import signal
 import sys
@@ -63,8 +64,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    # `kill -USR1 <pid>` prints every thread's stack: the first thing to ask of a process that seems stuck.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         return COMMANDS[args.command](args)
     except HookgateError as e:
@@ -93,8 +92,15 @@ def _with_origin(bundle: manifests.Bundle, model: object, fn: object) -> None:
                             name=e.name) from None
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def _serving() -> None:
+    """Set up a long-running command: logs, and `kill -USR1 <pid>` printing every thread's stack."""
     app.configure_logging()
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # no SIGUSR1 or no real stderr
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    _serving()
     bundle = manifests.load(args.files)
     cluster = app.cluster_for(bundle, kubeconfig=args.kubeconfig, dry_run=args.dry_run,
                               default_dry_run="hookgate-out")
@@ -112,7 +118,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     app.say(f"nats: {url}")
     try:
         _check_sensors(bundle, cluster)
-        asyncio.run(app.serve(bundle, cluster, app.Options(nats_url=url, host=args.host)))
+        # `up` always spools, under the data dir: it costs nothing while NATS is up (events are
+        # published directly) and keeps what a NATS outage would otherwise refuse with 503.
+        spool_dir = str(Path(args.data_dir) / "spool")
+        asyncio.run(app.serve(bundle, cluster, app.Options(nats_url=url, host=args.host, spool_dir=spool_dir)))
     finally:
         if server is not None:
             server.stop()
@@ -120,15 +129,16 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    app.configure_logging()
+    _serving()
     bundle = manifests.load(args.files)
     offline = app.DryRunCluster(None)
-    asyncio.run(app.serve(bundle, offline, app.Options(nats_url=args.nats, host=args.host, sensors=False)))
+    options = app.Options(nats_url=args.nats, host=args.host, sensors=False, spool_dir=args.spool_dir)
+    asyncio.run(app.serve(bundle, offline, options))
     return 0
 
 
 def cmd_sensor(args: argparse.Namespace) -> int:
-    app.configure_logging()
+    _serving()
     bundle = manifests.load(args.files)
     cluster = app.cluster_for(bundle, kubeconfig=args.kubeconfig, dry_run=args.dry_run, default_dry_run=None)
     _check_sensors(bundle, cluster)

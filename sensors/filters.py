@@ -315,7 +315,8 @@ def _string_pass(found: str, raw: str, regex: exprs.Matcher, text: str, negate: 
     if negate:
         note = " (with !=, Argo Events passes when any one value does not match)" if count > 1 else ""
         return f"{found}, which does not match {_q(raw)}{note}"
-    return f"{found}; {_unanchored(raw, regex, text) or f'matches {_q(raw)}'}"
+    unanchored = _unanchored(raw, regex, text)
+    return f"{found}; {unanchored}" if unanchored else f"{found}, which matches {_q(raw)}"
 
 
 def _unanchored(raw: str, regex: Any, text: str) -> str:
@@ -424,7 +425,7 @@ class _ExprCheck:
             passed = self.expr.evaluate(bindings)
         except exprs.ExprError as e:
             return _Outcome(False, f"with {shown}: {e}", str(e))
-        return _Outcome(passed, f"with {shown}: {'true' if passed else 'false (only exactly true passes)'}")
+        return _Outcome(passed, f"with {shown}: {'true' if passed else 'not true'}")
 
 
 def _validate_expr(f: ExprFilter, where: FieldPath) -> None:
