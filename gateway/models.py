@@ -99,7 +99,21 @@ class EventBus(Model):
 # --- EventSource ---------------------------------------------------------------------------------
 
 
-_ES_FILTER = "EventSource-level filter.expression is not implemented yet; filter in the Sensor instead"
+class EventSourceFilter(Model):
+    """Argo's EventSource-level filter: an expr-lang expression over the event data, run as CEL."""
+
+    expression: str
+
+    @field_validator("expression")
+    @classmethod
+    def _compiles(cls, expression: str) -> str:
+        from gateway import esfilter  # esfilter imports this module
+
+        try:
+            esfilter.compile_filter(expression)
+        except esfilter.FilterError as e:
+            raise PydanticCustomError("expression", "{message}", {"message": str(e)}) from None
+        return expression
 
 
 class WebhookContext(Model):
@@ -141,7 +155,7 @@ class WebhookContext(Model):
 
 
 class WebhookEventSource(WebhookContext):
-    filter: Unsupported(_ES_FILTER) = None
+    filter: EventSourceFilter | None = None
 
 
 class OwnedRepositories(Model):
@@ -173,7 +187,7 @@ class GithubEventSource(Model):
     githubUploadURL: str | None = None
     deleteHookOnFinish: bool = False
     metadata: dict[str, str] = Field(default_factory=dict)
-    filter: Unsupported(_ES_FILTER) = None
+    filter: EventSourceFilter | None = None
 
     def wants_hook_registration(self) -> bool:
         return bool((self.apiToken or self.githubApp) and self.webhook.url)
@@ -191,7 +205,7 @@ class GitlabEventSource(Model):
     deleteHookOnFinish: bool = False
     metadata: dict[str, str] = Field(default_factory=dict)
     secretToken: SecretKeySelector | None = None
-    filter: Unsupported(_ES_FILTER) = None
+    filter: EventSourceFilter | None = None
 
     @field_validator("events")
     @classmethod
@@ -214,7 +228,158 @@ class GitlabEventSource(Model):
         return bool(self.accessToken and self.webhook.url)
 
 
-_OTHER_SOURCE = "this EventSource type is not implemented (supported: webhook, github, gitlab)"
+class BasicAuth(Model):
+    username: SecretKeySelector
+    password: SecretKeySelector
+
+
+class TLSConfig(Model):
+    caCertSecret: SecretKeySelector | None = None
+    clientCertSecret: SecretKeySelector | None = None
+    clientKeySecret: SecretKeySelector | None = None
+    insecureSkipVerify: bool = False
+
+
+class BitbucketAuth(Model):
+    basic: BasicAuth | None = None
+    oauthToken: SecretKeySelector | None = None
+
+
+class BitbucketRepository(Model):
+    owner: str
+    repositorySlug: str
+
+
+class BitbucketEventSource(Model):
+    """Bitbucket Cloud. `webhookSecret` is hookgate's own field (Argo has none): with it, deliveries
+    must carry Bitbucket's `X-Hub-Signature: sha256=<hex>`."""
+
+    deleteHookOnFinish: bool = False
+    metadata: dict[str, str] = Field(default_factory=dict)
+    webhook: WebhookContext
+    auth: BitbucketAuth | None = None
+    events: list[str] = Field(default_factory=list)
+    owner: str | None = None
+    projectKey: str | None = None
+    repositorySlug: str | None = None
+    repositories: list[BitbucketRepository] = Field(default_factory=list)
+    filter: EventSourceFilter | None = None
+    webhookSecret: SecretKeySelector | None = None
+
+    def wants_hook_registration(self) -> bool:
+        return bool(self.auth and (self.auth.basic or self.auth.oauthToken) and self.webhook.url)
+
+
+class BitbucketServerRepository(Model):
+    projectKey: str
+    repositorySlug: str
+
+
+def _only_false(reason: str) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if value not in (False, None, "false"):
+            raise PydanticCustomError("unsupported", "not supported by hookgate: {reason}", {"reason": reason})
+        return False
+
+    return BeforeValidator(check)
+
+
+class BitbucketServerEventSource(Model):
+    webhook: WebhookContext
+    projectKey: str | None = None
+    repositorySlug: str | None = None
+    projects: list[str] = Field(default_factory=list)
+    repositories: list[BitbucketServerRepository] = Field(default_factory=list)
+    events: list[str] = Field(default_factory=list)
+    skipBranchRefsChangedOnOpenPR: Annotated[bool, _only_false(
+        "it asks the Bitbucket Server API about open pull requests for every push; filter in the Sensor")] = False
+    oneEventPerChange: Annotated[bool, _only_false(
+        "one event per change of a repo:refs_changed delivery")] = False
+    accessToken: SecretKeySelector | None = None
+    webhookSecret: SecretKeySelector | None = None
+    bitbucketserverBaseURL: str | None = None
+    deleteHookOnFinish: bool = False
+    metadata: dict[str, str] = Field(default_factory=dict)
+    filter: EventSourceFilter | None = None
+    tls: TLSConfig | None = None  # for the API client of hook registration
+    checkInterval: str | None = None  # hook registration re-check period
+
+    def wants_hook_registration(self) -> bool:
+        return bool(self.accessToken and self.webhook.url)
+
+
+class GiteaEventSource(Model):
+    """Gitea and Forgejo (hookgate's own type; Argo Events has none, argo-events#1431). Field names
+    follow Argo's `github` source."""
+
+    webhook: WebhookContext
+    owner: str | None = None
+    repositories: list[OwnedRepositories] = Field(default_factory=list)
+    events: list[str] = Field(default_factory=list)
+    webhookSecret: SecretKeySelector | None = None
+    apiToken: SecretKeySelector | None = None
+    giteaBaseURL: str | None = None
+    deleteHookOnFinish: bool = False
+    metadata: dict[str, str] = Field(default_factory=dict)
+    filter: EventSourceFilter | None = None
+    contentType: Literal["json", "form"] = "json"
+
+    def wants_hook_registration(self) -> bool:
+        return bool(self.apiToken and self.webhook.url)
+
+
+class Backoff(Model):
+    """Argo's Backoff: `duration` in nanoseconds or a Go duration string; `factor`/`jitter` decimals."""
+
+    duration: int | str | None = None
+    steps: int | None = None
+    factor: float | str | None = None
+    jitter: float | str | None = None
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: int | str | None) -> int | str | None:
+        from gateway.natssource import go_duration  # the parser lives with its only user
+
+        if value is not None:
+            try:
+                go_duration(value)
+            except ValueError as e:
+                raise PydanticCustomError("duration", "{message}", {"message": str(e)}) from None
+        return value
+
+    @field_validator("factor", "jitter")
+    @classmethod
+    def _decimal(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                raise PydanticCustomError("decimal", "not a decimal number: {value}", {"value": repr(value)}) from None
+        return value
+
+
+class NATSAuth(Model):
+    basic: BasicAuth | None = None
+    token: SecretKeySelector | None = None
+    nkey: Unsupported("NKey authentication needs the nkeys package, which hookgate does not ship") = None
+    credential: Unsupported("credentials files need the nkeys package, which hookgate does not ship") = None
+
+
+class NATSEventsSource(Model):
+    url: str
+    subject: str
+    jsonBody: bool = False
+    connectionBackoff: Backoff | None = None
+    tls: Unsupported("TLS to the NATS source server; use a plain or token-authenticated connection") = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    auth: NATSAuth | None = None
+    queue: str | None = None
+    filter: EventSourceFilter | None = None
+
+
+_OTHER_SOURCE = ("this EventSource type is not implemented (supported: webhook, github, gitlab, bitbucket, "
+                 "bitbucketserver, gitea, nats)")
 
 
 class EventSourceSpec(Model):
@@ -225,13 +390,15 @@ class EventSourceSpec(Model):
     webhook: dict[str, WebhookEventSource] = Field(default_factory=dict)
     github: dict[str, GithubEventSource] = Field(default_factory=dict)
     gitlab: dict[str, GitlabEventSource] = Field(default_factory=dict)
+    bitbucket: dict[str, BitbucketEventSource] = Field(default_factory=dict)
+    bitbucketserver: dict[str, BitbucketServerEventSource] = Field(default_factory=dict)
+    gitea: dict[str, GiteaEventSource] = Field(default_factory=dict)
+    nats: dict[str, NATSEventsSource] = Field(default_factory=dict)
     # Argo's other source types, named so the error says "not implemented" rather than "unknown".
     amqp: Unsupported(_OTHER_SOURCE) = None
     azureEventsHub: Unsupported(_OTHER_SOURCE) = None
     azureQueueStorage: Unsupported(_OTHER_SOURCE) = None
     azureServiceBus: Unsupported(_OTHER_SOURCE) = None
-    bitbucket: Unsupported(_OTHER_SOURCE) = None
-    bitbucketserver: Unsupported(_OTHER_SOURCE) = None
     calendar: Unsupported(_OTHER_SOURCE) = None
     emitter: Unsupported(_OTHER_SOURCE) = None
     file: Unsupported(_OTHER_SOURCE) = None
@@ -241,7 +408,6 @@ class EventSourceSpec(Model):
     kafka: Unsupported(_OTHER_SOURCE) = None
     minio: Unsupported(_OTHER_SOURCE) = None
     mqtt: Unsupported(_OTHER_SOURCE) = None
-    nats: Unsupported(_OTHER_SOURCE) = None
     nsq: Unsupported(_OTHER_SOURCE) = None
     pubSub: Unsupported(_OTHER_SOURCE) = None
     pulsar: Unsupported(_OTHER_SOURCE) = None
