@@ -8,6 +8,7 @@ dependencies, so a message reaches only the sensors that can use it. NATS errors
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -97,10 +98,11 @@ class Bus:
             log.debug("bus error: %s", e)
 
         try:
-            self._nc = await nats.connect(
+            # nats-py retries a first connection forever; a bound turns "NATS is down" into an answer.
+            self._nc = await asyncio.wait_for(nats.connect(
                 self.url, name=self._name, connect_timeout=timeout, max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5, allow_reconnect=True, reconnected_cb=reconnected,
-                disconnected_cb=disconnected, error_cb=error, pending_size=64 * 1024**2)
+                disconnected_cb=disconnected, error_cb=error, pending_size=64 * 1024**2), timeout * 2)
         except (OSError, nats.errors.Error, TimeoutError) as e:
             raise BusUnavailable(f"cannot connect to NATS at {self.url}: {e}") from e
         self._js = self._nc.jetstream(timeout=timeout)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -28,8 +30,16 @@ class Metrics:
                                  ["sensor", "dependency"], registry=self.registry)
         self._matched = Counter("hookgate_events_matched_total", "Events a dependency let through, once handled",
                                 ["sensor", "dependency"], registry=self.registry)
+        self._bus_connected = Gauge("hookgate_bus_connected", "1 while connected to NATS", registry=self.registry)
         self._consumers = Gauge("hookgate_sensor_consuming", "1 while a sensor's consumer is reading",
                                 ["sensor"], registry=self.registry)
+        self._spooled = Counter("hookgate_events_spooled_total",
+                                "Events answered 200 once on the spool's disk, published to JetStream later",
+                                labels, registry=self.registry)
+        self._spool_records = Gauge("hookgate_spool_records", "Events in the gateway's spool, waiting for JetStream",
+                                    registry=self.registry)
+        self._spool_bytes = Gauge("hookgate_spool_bytes", "Bytes on disk of the events in the gateway's spool",
+                                  registry=self.registry)
 
     def received(self, eventsource: str, event: str) -> None:
         self._received.labels(eventsource, event).inc()
@@ -57,6 +67,17 @@ class Metrics:
 
     def consuming(self, sensor: str, on: bool) -> None:
         self._consumers.labels(sensor).set(1 if on else 0)
+
+    def spooled(self, eventsource: str, event: str) -> None:
+        self._spooled.labels(eventsource, event).inc()
+
+    def watch_spool(self, depth: Callable[[], tuple[int, int]]) -> None:
+        """Read the spool's (events, bytes) at scrape time, so the hot path never updates a gauge."""
+        self._spool_records.set_function(lambda: depth()[0])
+        self._spool_bytes.set_function(lambda: depth()[1])
+
+    def watch_bus(self, connected: Callable[[], bool]) -> None:
+        self._bus_connected.set_function(lambda: 1.0 if connected() else 0.0)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

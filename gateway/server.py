@@ -2,7 +2,7 @@
 
 This module only moves bytes: it reads the request within limits, hands an `Incoming` to the
 provider, publishes what the provider accepted, and maps errors to statuses. A 200 is sent only
-after JetStream acknowledged the event.
+after JetStream acknowledged the event, or, with a spool, once the event is fsynced in the spool.
 """
 
 from __future__ import annotations
@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway import github, gitlab, webhook
-from gateway.bus import Bus
+from gateway import bitbucket, esfilter, gitea, github, gitlab, webhook
+from gateway.bus import Bus, PublishResult
 from gateway.envelope import CloudEvent
 from gateway.errors import BusError, ManifestError, RequestRejected
 from gateway.metrics import Metrics
 from gateway.models import EventSource, SecretKeySelector, WebhookContext
+from gateway.spool import Spool, Spooled, SpoolError, SpoolFull
 from gateway.webhook import Accepted, Incoming
 
 log = logging.getLogger(__name__)
@@ -53,18 +54,34 @@ def build_routes(eventsources: list[EventSource], *, bus: Bus, secret: SecretLoo
         ns = es.namespace
         for event, gh in es.spec.github.items():
             key = _opt_secret(secret, ns, gh.webhookSecret)
-            routes.append(_route(es, event, "github", gh.webhook, bus,
-                                 lambda inc, s=gh, k=key: github.accept(s, inc, secret=k)))
+            routes.append(_route(es, event, "github", gh.webhook, bus, esfilter.guard(
+                lambda inc, s=gh, k=key: github.accept(s, inc, secret=k), gh.filter, label=f"{es.name}/{event}")))
             _note_registration(es, event, gh.wants_hook_registration())
         for event, gl in es.spec.gitlab.items():
             key = _opt_secret(secret, ns, gl.secretToken)
-            routes.append(_route(es, event, "gitlab", gl.webhook, bus,
-                                 lambda inc, s=gl, k=key: gitlab.accept(s, inc, secret=k)))
+            routes.append(_route(es, event, "gitlab", gl.webhook, bus, esfilter.guard(
+                lambda inc, s=gl, k=key: gitlab.accept(s, inc, secret=k), gl.filter, label=f"{es.name}/{event}")))
             _note_registration(es, event, gl.wants_hook_registration())
+        for event, bb in es.spec.bitbucket.items():
+            key = _opt_secret(secret, ns, bb.webhookSecret)
+            routes.append(_route(es, event, "bitbucket", bb.webhook, bus, esfilter.guard(
+                lambda inc, s=bb, k=key: bitbucket.accept(s, inc, secret=k), bb.filter, label=f"{es.name}/{event}")))
+            _note_registration(es, event, bb.wants_hook_registration())
+        for event, bs in es.spec.bitbucketserver.items():
+            key = _opt_secret(secret, ns, bs.webhookSecret)
+            routes.append(_route(es, event, "bitbucketserver", bs.webhook, bus, esfilter.guard(
+                lambda inc, s=bs, k=key: bitbucket.accept_server(s, inc, secret=k), bs.filter,
+                label=f"{es.name}/{event}")))
+            _note_registration(es, event, bs.wants_hook_registration())
+        for event, gt in es.spec.gitea.items():
+            key = _opt_secret(secret, ns, gt.webhookSecret)
+            routes.append(_route(es, event, "gitea", gt.webhook, bus, esfilter.guard(
+                lambda inc, s=gt, k=key: gitea.accept(s, inc, secret=k), gt.filter, label=f"{es.name}/{event}")))
+            _note_registration(es, event, gt.wants_hook_registration())
         for event, wh in es.spec.webhook.items():
             key = _opt_secret(secret, ns, wh.authSecret)
-            routes.append(_route(es, event, "webhook", wh, bus,
-                                 lambda inc, s=wh, k=key: webhook.accept(s, inc, auth_token=k)))
+            routes.append(_route(es, event, "webhook", wh, bus, esfilter.guard(
+                lambda inc, s=wh, k=key: webhook.accept(s, inc, auth_token=k), wh.filter, label=f"{es.name}/{event}")))
     _check_conflicts(routes)
     return routes
 
@@ -100,10 +117,12 @@ def _check_conflicts(routes: list[Route]) -> None:
 class Listener:
     """Every route of one port, plus health, readiness and metrics."""
 
-    def __init__(self, port: int, routes: list[Route], *, bus: Bus, metrics: Metrics, ready: ReadyCheck) -> None:
+    def __init__(self, port: int, routes: list[Route], *, bus: Bus, metrics: Metrics, ready: ReadyCheck,
+                 spool: Spool | None = None) -> None:
         self.port = port
         self.routes = {r.webhook.endpoint: r for r in routes}
         self.bus = bus
+        self.spool = spool
         self.metrics = metrics
         self.ready = ready
         self.max_body = max(r.webhook.maxPayloadSize for r in routes) if routes else 1024**2
@@ -167,15 +186,28 @@ class Listener:
                            type=route.source_type, data=accepted.data)
         msg_id = f"{route.namespace}/{route.eventsource}/{route.event}/{accepted.event_id}"
         try:
-            result = await self.bus.publish(route.subject, event.to_json(), msg_id=msg_id)
-        except BusError as e:
+            result = await self._publish(route.subject, event.to_json(), msg_id)
+        except (BusError, SpoolError) as e:
             self.metrics.rejected(route.eventsource, route.event, 503)
             log.warning("%s delivery %s not kept: %s", route.label, accepted.event_id, e)
-            raise RequestRejected(503, "event bus unavailable; the event may not have been kept, retry later") from None
+            reason = ("event bus unavailable and the spool is full; the event was not kept" if isinstance(e, SpoolFull)
+                      else "event bus unavailable; the event may not have been kept")
+            raise RequestRejected(503, reason + ", retry later") from None
+        if isinstance(result, Spooled):
+            self.metrics.spooled(route.eventsource, route.event)
+            log.info("%s delivery %s spooled (%d waiting for JetStream)", route.label, accepted.event_id,
+                     result.waiting)
+            return 200, "ok, spooled until JetStream takes it\n"
         self.metrics.published(route.eventsource, route.event, duplicate=result.duplicate)
         log.info("%s delivery %s published (seq %d%s)", route.label, accepted.event_id, result.sequence,
                  ", duplicate" if result.duplicate else "")
         return 200, "duplicate, already stored\n" if result.duplicate else "ok\n"
+
+    def _publish(self, subject: str, payload: bytes, msg_id: str) -> Awaitable[PublishResult | Spooled]:
+        # Without a spool, a bus that is down means 503; with one, the spool decides direct or disk.
+        if self.spool is None:
+            return self.bus.publish(subject, payload, msg_id=msg_id)
+        return self.spool.publish(subject, payload, msg_id=msg_id)
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -191,14 +223,19 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 
 
 class Gateway:
-    def __init__(self, routes: list[Route], *, bus: Bus, metrics: Metrics, ready: ReadyCheck) -> None:
+    def __init__(self, routes: list[Route], *, bus: Bus, metrics: Metrics, ready: ReadyCheck,
+                 spool: Spool | None = None) -> None:
         by_port: dict[int, list[Route]] = {}
         for r in routes:
             by_port.setdefault(r.webhook.port_number, []).append(r)
         self.routes = routes
-        self.listeners = [Listener(port, rs, bus=bus, metrics=metrics, ready=ready) for port, rs in by_port.items()]
+        self.spool = spool
+        self.listeners = [Listener(port, rs, bus=bus, metrics=metrics, ready=ready, spool=spool)
+                          for port, rs in by_port.items()]
 
     async def start(self, host: str) -> None:
+        if self.spool is not None:
+            await self.spool.open()  # before the listeners, so no request finds it closed
         try:
             for listener in self.listeners:
                 await listener.start(host)
@@ -208,6 +245,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await asyncio.gather(*(listener.stop() for listener in self.listeners), return_exceptions=True)
+        if self.spool is not None:
+            await self.spool.close()  # after the listeners, so no request is left waiting on it
 
     def describe(self, host: str) -> list[str]:
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bus import DEFAULT_PREFIX, DEFAULT_STREAM, Bus, StreamSettings
-from gateway.errors import ManifestError
+from gateway.errors import BusError, BusUnavailable, ManifestError
 from gateway.metrics import Metrics
 from gateway.models import SecretKeySelector
+from gateway.natssource import NatsSource
 from gateway.server import Gateway, Listener, build_routes, ready_all
+from gateway.spool import DEFAULT_MAX_BYTES, Spool
 from hookgate.manifests import Bundle
 from sensors.kube import Cluster, DryRunCluster, KubeCluster
 from sensors.runner import SensorRunner, compile_sensor
@@ -84,47 +86,113 @@ class Options:
     metrics_port: int | None = None
     gateway: bool = True
     sensors: bool = True
+    spool_dir: str | None = None  # keep events on disk while NATS is down (gateway side only)
+    spool_max_bytes: int = DEFAULT_MAX_BYTES
 
 
 async def serve(bundle: Bundle, cluster: Cluster, options: Options, *, stop: asyncio.Event | None = None) -> None:
     stop = stop or _stop_on_signals()
     metrics = Metrics()
     bus = Bus(options.nats_url, stream_settings(bundle))
-    await bus.connect()
-    runners: list[SensorRunner] = []
-    gateway: Gateway | None = None
-    side: Listener | None = None
-    tasks: list[asyncio.Task[Any]] = []
-    try:
-        await bus.ensure_stream()
-        if options.sensors:
-            runners = [SensorRunner(compile_sensor(s, cluster=cluster), bus=bus, metrics=metrics)
-                       for s in bundle.sensors]
-            for runner in runners:
-                await runner.prepare()
-        ready = ready_all(lambda: bus.connected, *(lambda r=r: r.consuming for r in runners))
+    spool = _spool(options, bus, metrics)
+    metrics.watch_bus(lambda: bus.connected)
+    async with contextlib.AsyncExitStack() as parts:
+        parts.push_async_callback(cluster.close)
+        parts.push_async_callback(bus.close)
+        await _connect(bus, spool, options, parts)
+        runners = await _sensors(bundle, cluster, bus, metrics, options)
+        ready = ready_all(_intake_ready(bus, spool), *(lambda r=r: r.consuming for r in runners))
         if options.gateway:
-            routes = await asyncio.to_thread(build_routes, bundle.eventsources, bus=bus, secret=secret_lookup(bundle))
-            gateway = Gateway(routes, bus=bus, metrics=metrics, ready=ready)
-            await gateway.start(options.host)
-            for line in gateway.describe(options.host):
-                say(line)
+            await _gateway(bundle, bus, metrics, ready, spool, options, parts)
         if options.metrics_port is not None:
             side = Listener(options.metrics_port, [], bus=bus, metrics=metrics, ready=ready)
             await side.start(options.host)
+            parts.push_async_callback(side.stop)
         tasks = [asyncio.create_task(r.run(), name=f"sensor {r.name}") for r in runners]
+        parts.push_async_callback(_cancel, tasks)
         say("ready")
         await _until(stop, tasks)
-    finally:
-        if gateway is not None:
-            await gateway.stop()
-        if side is not None:
-            await side.stop()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await bus.close()
-        await cluster.close()
+
+
+async def _connect(bus: Bus, spool: Spool | None, options: Options, parts: contextlib.AsyncExitStack) -> None:
+    # With a spool and no sensor in this process, the listeners can take events while NATS is down:
+    # connect in the background rather than wait. Sensors need the bus first, so `up` still waits.
+    if spool is not None and not options.sensors:
+        connecting = asyncio.create_task(_connect_later(bus, spool))
+        parts.push_async_callback(_cancel, [connecting])
+        return
+    await bus.connect()
+    await bus.ensure_stream()
+
+
+async def _sensors(bundle: Bundle, cluster: Cluster, bus: Bus, metrics: Metrics, options: Options
+                   ) -> list[SensorRunner]:
+    if not options.sensors:
+        return []
+    runners = [SensorRunner(compile_sensor(s, cluster=cluster), bus=bus, metrics=metrics) for s in bundle.sensors]
+    for runner in runners:
+        await runner.prepare()  # every consumer exists before any listener takes an event
+    return runners
+
+
+async def _gateway(bundle: Bundle, bus: Bus, metrics: Metrics, ready: Callable[[], bool], spool: Spool | None,
+                   options: Options, parts: contextlib.AsyncExitStack) -> None:
+    secrets = secret_lookup(bundle)
+    routes = await asyncio.to_thread(build_routes, bundle.eventsources, bus=bus, secret=secrets)
+    gateway = Gateway(routes, bus=bus, metrics=metrics, ready=ready, spool=spool)
+    await gateway.start(options.host)
+    parts.push_async_callback(gateway.stop)
+    for line in gateway.describe(options.host):
+        say(line)
+    sources = await asyncio.to_thread(NatsSource, bundle.eventsources, secret=secrets, metrics=metrics)
+    await sources.start(bus, spool=spool)
+    parts.push_async_callback(sources.stop)  # stopped before the gateway: last publishes still have the bus
+    for line in sources.describe():
+        log.info("%s", line)
+
+
+def _intake_ready(bus: Bus, spool: Spool | None) -> Callable[[], bool]:
+    """Ready to take events durably: the bus is up, or the spool still has room to keep them."""
+    if spool is None:
+        return lambda: bus.connected
+    return lambda: bus.connected or spool.depth()[1] < spool.max_bytes * 0.9
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _spool(options: Options, bus: Bus, metrics: Metrics) -> Spool | None:
+    if not options.spool_dir or not options.gateway:
+        return None
+    spool = Spool(options.spool_dir, bus, max_bytes=options.spool_max_bytes)
+    metrics.watch_spool(spool.depth)
+    log.info("spool: %s (up to %d bytes kept while JetStream is unreachable)",
+             Path(options.spool_dir).resolve(), options.spool_max_bytes)
+    return spool
+
+
+async def _connect_later(bus: Bus, spool: Spool) -> None:
+    """Connect (nats-py retries for as long as NATS is down), make sure the stream exists, then drain."""
+    connected, delay = False, 0.5
+    while True:
+        try:
+            if not connected:
+                await bus.connect()
+                connected = True
+            await bus.ensure_stream()
+            break
+        except BusUnavailable as e:  # JetStream not up yet after the server came back
+            log.warning("NATS not usable yet (%s); events are spooled meanwhile", e)
+        except BusError as e:  # the stream exists with other settings: publishing still works
+            log.error("%s", e)
+            break
+        await asyncio.sleep(delay)  # back-off between attempts
+        delay = min(delay * 2, 10.0)
+    log.info("connected to NATS at %s", bus.url)
+    spool.wake()
 
 
 async def _until(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:

@@ -49,8 +49,8 @@ B64 = {"path": "k", "type": "string", "template": "{{ b64dec .Input }}"}
 
 DATA_FILTERS = [
     # string: values are unanchored regexes matched against the found value's text.
-    pytest.param({"path": "k", "type": "string", "value": ["v"]}, {"k": "v"}, True, None, 'found "v", which matches "v"',
-                 id="string-equal"),
+    pytest.param({"path": "k", "type": "string", "value": ["v"]}, {"k": "v"}, True, None,
+                 'found "v", which matches "v"', id="string-equal"),
     pytest.param({"path": "action", "type": "string", "value": ["labeled"]}, {"action": "unlabeled"}, True, None,
                  "unanchored regex: 'labeled' matches inside 'unlabeled'", id="labeled-matches-unlabeled"),
     pytest.param({"path": "action", "type": "string", "value": ["^labeled$"]}, {"action": "unlabeled"}, False,
