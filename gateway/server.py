@@ -12,6 +12,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from aiohttp import web
 
@@ -27,7 +29,7 @@ from gateway.webhook import Accepted, Incoming
 log = logging.getLogger(__name__)
 
 SecretLookup = Callable[[str, SecretKeySelector], str]
-Provider = Callable[[Incoming], Accepted]
+Intake = Callable[[Incoming], Accepted]
 ReadyCheck = Callable[[], bool]
 
 HEALTH_PATHS = ("/healthz", "/readyz", "/metrics")
@@ -40,7 +42,7 @@ class Route:
     event: str
     source_type: str
     webhook: WebhookContext
-    provider: Provider
+    provider: Intake
     subject: str
 
     @property
@@ -48,45 +50,43 @@ class Route:
         return f"{self.eventsource}/{self.event}"
 
 
+@dataclass(frozen=True)
+class Provider:
+    """How one EventSource type turns requests into events: which map, which secret, which checks."""
+
+    source_type: str
+    specs: Callable[[EventSource], dict[str, Any]]
+    secret: Callable[[Any], SecretKeySelector | None]
+    accept: Callable[..., Accepted]
+
+
+PROVIDERS = (
+    Provider("github", lambda es: es.spec.github, lambda s: s.webhookSecret, github.accept),
+    Provider("gitlab", lambda es: es.spec.gitlab, lambda s: s.secretToken, gitlab.accept),
+    Provider("bitbucket", lambda es: es.spec.bitbucket, lambda s: s.webhookSecret, bitbucket.accept),
+    Provider("bitbucketserver", lambda es: es.spec.bitbucketserver, lambda s: s.webhookSecret,
+             bitbucket.accept_server),
+    Provider("gitea", lambda es: es.spec.gitea, lambda s: s.webhookSecret, gitea.accept),
+    Provider("webhook", lambda es: es.spec.webhook, lambda s: s.authSecret, webhook.accept),
+)
+
+
 def build_routes(eventsources: list[EventSource], *, bus: Bus, secret: SecretLookup) -> list[Route]:
     routes: list[Route] = []
     for es in eventsources:
-        ns = es.namespace
-        for event, gh in es.spec.github.items():
-            key = _opt_secret(secret, ns, gh.webhookSecret)
-            routes.append(_route(es, event, "github", gh.webhook, bus, esfilter.guard(
-                lambda inc, s=gh, k=key: github.accept(s, inc, secret=k), gh.filter, label=f"{es.name}/{event}")))
-            _note_registration(es, event, gh.wants_hook_registration())
-        for event, gl in es.spec.gitlab.items():
-            key = _opt_secret(secret, ns, gl.secretToken)
-            routes.append(_route(es, event, "gitlab", gl.webhook, bus, esfilter.guard(
-                lambda inc, s=gl, k=key: gitlab.accept(s, inc, secret=k), gl.filter, label=f"{es.name}/{event}")))
-            _note_registration(es, event, gl.wants_hook_registration())
-        for event, bb in es.spec.bitbucket.items():
-            key = _opt_secret(secret, ns, bb.webhookSecret)
-            routes.append(_route(es, event, "bitbucket", bb.webhook, bus, esfilter.guard(
-                lambda inc, s=bb, k=key: bitbucket.accept(s, inc, secret=k), bb.filter, label=f"{es.name}/{event}")))
-            _note_registration(es, event, bb.wants_hook_registration())
-        for event, bs in es.spec.bitbucketserver.items():
-            key = _opt_secret(secret, ns, bs.webhookSecret)
-            routes.append(_route(es, event, "bitbucketserver", bs.webhook, bus, esfilter.guard(
-                lambda inc, s=bs, k=key: bitbucket.accept_server(s, inc, secret=k), bs.filter,
-                label=f"{es.name}/{event}")))
-            _note_registration(es, event, bs.wants_hook_registration())
-        for event, gt in es.spec.gitea.items():
-            key = _opt_secret(secret, ns, gt.webhookSecret)
-            routes.append(_route(es, event, "gitea", gt.webhook, bus, esfilter.guard(
-                lambda inc, s=gt, k=key: gitea.accept(s, inc, secret=k), gt.filter, label=f"{es.name}/{event}")))
-            _note_registration(es, event, gt.wants_hook_registration())
-        for event, wh in es.spec.webhook.items():
-            key = _opt_secret(secret, ns, wh.authSecret)
-            routes.append(_route(es, event, "webhook", wh, bus, esfilter.guard(
-                lambda inc, s=wh, k=key: webhook.accept(s, inc, auth_token=k), wh.filter, label=f"{es.name}/{event}")))
+        for provider in PROVIDERS:
+            for event, spec in provider.specs(es).items():
+                key = _opt_secret(secret, es.namespace, provider.secret(spec))
+                accept = partial(provider.accept, spec, secret=key)
+                guarded = esfilter.guard(accept, spec.filter, label=f"{es.name}/{event}")
+                ctx = spec if provider.source_type == "webhook" else spec.webhook
+                routes.append(_route(es, event, provider.source_type, ctx, bus, guarded))
+                _note_registration(es, event, getattr(spec, "wants_hook_registration", lambda: False)())
     _check_conflicts(routes)
     return routes
 
 
-def _route(es: EventSource, event: str, kind: str, ctx: WebhookContext, bus: Bus, provider: Provider) -> Route:
+def _route(es: EventSource, event: str, kind: str, ctx: WebhookContext, bus: Bus, provider: Intake) -> Route:
     return Route(eventsource=es.name, namespace=es.namespace, event=event, source_type=kind, webhook=ctx,
                  provider=provider, subject=bus.settings.subject(es.namespace, es.name, event))
 

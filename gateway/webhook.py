@@ -102,8 +102,8 @@ def webhook_body(incoming: Incoming) -> Any:
     return parse_json(incoming.body)
 
 
-def accept(spec: WebhookEventSource, incoming: Incoming, *, auth_token: str | None) -> Accepted:
-    check_bearer(incoming, auth_token)
+def accept(spec: WebhookEventSource, incoming: Incoming, *, secret: str | None) -> Accepted:
+    check_bearer(incoming, secret)  # authSecret: a bearer token
     body = webhook_body(incoming)
     data: dict[str, Any] = {"header": header_map(incoming.header_items), "body": body}
     if spec.metadata:

@@ -49,7 +49,7 @@ def spec(**fields: Any) -> WebhookEventSource:
 
 
 def accept(inc: Incoming, *, token: str | None = None, **fields: Any) -> webhook.Accepted:
-    return webhook.accept(spec(**fields), inc, auth_token=token)
+    return webhook.accept(spec(**fields), inc, secret=token)
 
 
 # --- body shapes ----------------------------------------------------------------------------------
