@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import bitbucket, esfilter, gitea, github, gitlab, webhook
+from gateway import bitbucket, esfilter, gitea, github, gitlab, logs, webhook
 from gateway.bus import Bus, PublishResult
 from gateway.envelope import CloudEvent
 from gateway.errors import BusError, ManifestError, RequestRejected
@@ -160,6 +160,7 @@ class Listener:
         route = self.routes.get(request.path)
         if route is None:
             return web.Response(status=404, text="no EventSource listens on this path\n")
+        logs.event_id.set(next((request.headers[h] for h in logs.DELIVERY_HEADERS if h in request.headers), None))
         started = time.perf_counter()
         try:
             status, text = await self._accept(route, request)
@@ -178,6 +179,7 @@ class Listener:
         incoming = Incoming(method=request.method, path=request.path, headers=request.headers,
                             header_items=list(request.headers.items()), body=body, query=request.query_string)
         accepted = route.provider(incoming)
+        logs.event_id.set(accepted.event_id)
         self.metrics.received(route.eventsource, route.event)
         if not accepted.publish:
             log.info("%s delivery %s accepted, not published: %s", route.label, accepted.event_id, accepted.note)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway import logs
 from gateway.bus import DEFAULT_PREFIX, DEFAULT_STREAM, Bus, StreamSettings
 from gateway.errors import BusError, BusUnavailable, ManifestError
 from gateway.metrics import Metrics
@@ -214,7 +216,10 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """JSON lines on stderr (`HOOKGATE_LOG_FORMAT=text` for a terminal), each with its event id."""
+    handler = logging.StreamHandler(sys.stderr)
+    text = os.environ.get("HOOKGATE_LOG_FORMAT", "json") == "text"
+    handler.setFormatter(logs.TextFormatter() if text else logs.JsonFormatter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("aiohttp.access", "kubernetes", "urllib3", "nats"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway import logs
 from gateway.bus import Bus, Consumer, Delivery, token
 from gateway.envelope import CloudEvent, EnvelopeError
 from gateway.errors import BusError, ManifestError
@@ -213,6 +214,7 @@ class SensorRunner:
         except EnvelopeError as e:
             await self._dead_letter(delivery, None, f"not a CloudEvent: {e}")
             return
+        logs.event_id.set(event.id)
         heartbeat = asyncio.create_task(_keep_alive(delivery))
         try:
             await self.process(event)

@@ -136,3 +136,18 @@ def test_restart_on_the_same_data_dir_neither_loses_nor_repeats(tmp_path: Path, 
     assert post(url, merge_request("opened", iid=2, branch="b"), gitlab_headers(key="k2")) == 200
     wait_for(lambda: len(workflows(tmp_path / "out")) == 2, what="the second Workflow")
     assert sorted(w["spec"]["arguments"]["parameters"][1]["value"] for w in workflows(tmp_path / "out")) == ["1", "2"]
+
+
+def test_log_lines_are_json_and_carry_the_delivery_id(seed_up: tuple[str, Path, Any]) -> None:
+    url, out, proc = seed_up
+    assert post(url, merge_request("opened", iid=21, branch="logs"), gitlab_headers(key="log-key-21")) == 200
+    wait_for(lambda: workflows(out), what="the Workflow")
+
+    def tagged() -> list[dict[str, Any]]:
+        lines = [json.loads(x) for x in list(proc.stderr) if x.startswith("{")]
+        return [x for x in lines if x.get("event_id") == "log-key-21"]
+
+    lines = wait_for(lambda: (t := tagged()) and {x["logger"] for x in t} >= {"gateway.server", "sensors.runner"}
+                     and t, what="gateway and sensor lines tagged with the delivery id")
+    assert all(set(x) >= {"time", "level", "logger", "msg"} for x in lines)
+    assert TOKEN not in "\n".join(proc.stderr)
