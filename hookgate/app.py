@@ -102,7 +102,7 @@ async def serve(bundle: Bundle, cluster: Cluster, options: Options, *, stop: asy
         parts.push_async_callback(cluster.close)
         parts.push_async_callback(bus.close)
         await _connect(bus, spool, options, parts)
-        runners = await _sensors(bundle, cluster, bus, metrics, options)
+        runners = await _sensors(bundle, cluster, bus, metrics, options, parts)
         ready = ready_all(_intake_ready(bus, spool), *(lambda r=r: r.consuming for r in runners))
         if options.gateway:
             await _gateway(bundle, bus, metrics, ready, spool, options, parts)
@@ -127,12 +127,15 @@ async def _connect(bus: Bus, spool: Spool | None, options: Options, parts: conte
     await bus.ensure_stream()
 
 
-async def _sensors(bundle: Bundle, cluster: Cluster, bus: Bus, metrics: Metrics, options: Options
-                   ) -> list[SensorRunner]:
+async def _sensors(bundle: Bundle, cluster: Cluster, bus: Bus, metrics: Metrics, options: Options,
+                   parts: contextlib.AsyncExitStack) -> list[SensorRunner]:
     if not options.sensors:
         return []
-    runners = [SensorRunner(compile_sensor(s, cluster=cluster), bus=bus, metrics=metrics) for s in bundle.sensors]
+    secrets = secret_lookup(bundle)
+    runners = [SensorRunner(compile_sensor(s, cluster=cluster, secret=secrets), bus=bus, metrics=metrics)
+               for s in bundle.sensors]
     for runner in runners:
+        parts.push_async_callback(runner.close)
         await runner.prepare()  # every consumer exists before any listener takes an event
     return runners
 

@@ -149,7 +149,8 @@ def cmd_sensor(args: argparse.Namespace) -> int:
 
 def _check_sensors(bundle: manifests.Bundle, cluster: app.Cluster) -> None:
     for sensor in bundle.sensors:
-        _with_origin(bundle, sensor, lambda s=sensor: app.compile_sensor(s, cluster=cluster))
+        _with_origin(bundle, sensor,
+                     lambda s=sensor: app.compile_sensor(s, cluster=cluster, secret=app.secret_lookup(bundle)))
 
 
 def cmd_test(args: argparse.Namespace) -> int:

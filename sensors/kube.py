@@ -1,17 +1,42 @@
-"""Where created resources go: a Kubernetes API (through the official client) or a dry-run folder.
+"""Where triggers act: a Kubernetes API (the official client's dynamic client) or a dry-run folder.
 
-The `kubernetes` client is synchronous, so every call runs in a small thread pool, never on the
-event loop. API errors are sorted into permanent and temporary ones here, once.
+`KubeCluster` reaches any resource kind the API server serves: the kind is looked up by discovery
+on first use and cached in memory (never in a temp file shared with other processes). The
+`kubernetes` client is synchronous, so every call runs in a small thread pool, never on the event
+loop. Errors are sorted here, once: 404 and 409 are answered to the caller as `None` / `NotFound`
+/ `AlreadyExists`; 429, 5xx, a 409 Conflict on replace, timeouts and connection errors are
+`TemporaryError`; any other 4xx, and a kind the cluster does not serve, are `PermanentError`.
+
+`DryRunCluster` sends nothing. It is honest about what it cannot know: the live state of a cluster.
+
+* create: `<metadata.name>.yaml` is exactly the object that would be sent (name already chosen);
+  a second create of the same name finds it there (409 semantics, for idempotent redeliveries).
+* update / patch / delete and the argoWorkflow operations (suspend, resume, terminate, stop):
+  the trigger does not read a live object first; `<metadata.name>.<operation>.yaml` records the
+  request hookgate would send if the object exists, under a `#` comment line naming the
+  operation, the kind, the namespace and (for patches) the patch type. For `update` the object is
+  what would be merged over the live one; for a patch the patch body; for `delete` the object's
+  identity. A later request of the same operation on the same name overwrites the file.
+* get: the WorkflowTemplates given with `-f`, and objects this dry run created.
+
+`DryRunCluster(None)` is the offline cluster of `validate` and `test`: it reads templates and
+refuses every write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import logging
 import os
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
@@ -19,41 +44,87 @@ from sensors.triggers import PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
 
-#: Resources hookgate creates or reads without discovery: (group, version, plural, namespaced).
-KNOWN_RESOURCES: dict[tuple[str, str], tuple[str, str, str, bool]] = {
-    ("argoproj.io/v1alpha1", "Workflow"): ("argoproj.io", "v1alpha1", "workflows", True),
-    ("argoproj.io/v1alpha1", "WorkflowTemplate"): ("argoproj.io", "v1alpha1", "workflowtemplates", True),
-    ("argoproj.io/v1alpha1", "ClusterWorkflowTemplate"): ("argoproj.io", "v1alpha1", "clusterworkflowtemplates",
-                                                           False),
-    ("argoproj.io/v1alpha1", "CronWorkflow"): ("argoproj.io", "v1alpha1", "cronworkflows", True),
-}
+T = TypeVar("T")
+Obj = dict[str, Any]
+
+#: Cluster-scoped kinds a rendered resource (no cluster at hand) should not get a namespace for.
+#: A live cluster decides by discovery; this list only makes `hookgate test` and dry-run exact.
+CLUSTER_SCOPED_KINDS = frozenset({
+    "Namespace", "Node", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "StorageClass",
+    "CustomResourceDefinition", "PriorityClass", "IngressClass", "RuntimeClass", "APIService",
+    "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "CSIDriver", "CSINode",
+    "VolumeAttachment", "ClusterWorkflowTemplate",
+})
 
 
 class AlreadyExists(Exception):
-    def __init__(self, existing: dict[str, Any]) -> None:
+    def __init__(self, existing: Obj) -> None:
         self.existing = existing
         super().__init__("already exists")
 
 
+class NotFound(Exception):
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"{what} not found")
+
+
 class Cluster(Protocol):
-    async def create(self, obj: dict[str, Any], namespace: str) -> dict[str, Any]:
+    #: True when live objects cannot be read (dry-run): triggers then record requests instead.
+    dry_run: bool
+
+    async def create(self, obj: Obj, namespace: str | None) -> Obj:
         """Create `obj`; raise AlreadyExists with the stored object when its name is taken."""
         ...
 
-    async def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None: ...
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Obj | None: ...
+
+    async def replace(self, obj: Obj, namespace: str | None) -> Obj:
+        """PUT `obj` (carrying the resourceVersion it was read at); NotFound when it is gone."""
+        ...
+
+    async def patch(self, api_version: str, kind: str, name: str, namespace: str | None, body: Any, *,
+                    content_type: str, operation: str = "patch") -> Obj:
+        """PATCH with `content_type`; NotFound when absent. `operation` names it in logs and dry-run files."""
+        ...
+
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+        """Delete; False when there was nothing to delete."""
+        ...
 
     async def close(self) -> None: ...
 
 
-def resource_of(obj: dict[str, Any]) -> tuple[str, str, str, bool]:
-    key = (str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
-    if key not in KNOWN_RESOURCES:
-        raise PermanentError(f"cannot create {key[1]} ({key[0]}): hookgate creates Argo Workflows only "
-                             "through the argoWorkflow trigger")
-    return KNOWN_RESOURCES[key]
+def describe(kind: str, name: str, namespace: str | None) -> str:
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+# --- a live cluster ------------------------------------------------------------------------------
+
+
+def _dynamic_client(api: Any, timeout: float) -> Any:
+    """The official dynamic client with a timeout on every request (discovery's too) and in-memory discovery."""
+    from kubernetes.dynamic import DynamicClient, LazyDiscoverer
+
+    class MemoryDiscoverer(LazyDiscoverer):  # type: ignore[misc]
+        """The client's lazy discovery, minus its cache file in the shared temp folder."""
+
+        def _write_cache(self) -> None:
+            return None
+
+    class TimedClient(DynamicClient):  # type: ignore[misc]
+        def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+            params.setdefault("_request_timeout", timeout)
+            return super().request(method, path, body=body, **params)
+
+    # The cache file never exists, so discovery starts empty and stays in memory.
+    never = os.path.join(tempfile.gettempdir(), f"hookgate-{uuid.uuid4().hex}", "discovery.json")
+    return TimedClient(api, cache_file=never, discoverer=MemoryDiscoverer)
 
 
 class KubeCluster:
+    dry_run = False
+
     def __init__(self, *, kubeconfig: str | None = None, workers: int = 8, timeout: float = 10.0) -> None:
         from kubernetes import client, config
 
@@ -67,104 +138,226 @@ class KubeCluster:
         # The connection pool must allow as many parallel calls as there are worker threads.
         api.rest_client.pool_manager.connection_pool_kw["maxsize"] = workers
         self._api = api
-        self._custom = client.CustomObjectsApi(api)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self._timeout = timeout
+        self._dynamic: Any = None
+        self._discovery = threading.Lock()  # the client's discovery cache is not thread-safe
 
     @property
     def host(self) -> str:
         return str(self._api.configuration.host)
 
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    # -- plumbing (runs in the pool) --
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        with self._discovery:
+            if self._dynamic is None:
+                self._dynamic = _dynamic_client(self._api, self._timeout)
+            try:
+                return self._dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                raise PermanentError(f"the cluster serves no {kind} in {api_version} "
+                                     "(is its CustomResourceDefinition installed?)") from None
+
+    def _scoped(self, api_version: str, kind: str, namespace: str | None) -> tuple[Any, str | None]:
+        res = self._resource(api_version, kind)
+        return res, namespace if res.namespaced else None
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        import urllib3
+
         loop = asyncio.get_running_loop()
-        kwargs["_request_timeout"] = self._timeout
-        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
-
-    async def create(self, obj: dict[str, Any], namespace: str) -> dict[str, Any]:
-        from kubernetes.client.exceptions import ApiException
-
-        group, version, plural, namespaced = resource_of(obj)
         try:
-            if namespaced:
-                created = await self._call(self._custom.create_namespaced_custom_object,
-                                           group, version, namespace, plural, obj)
-            else:
-                created = await self._call(self._custom.create_cluster_custom_object, group, version, plural, obj)
-        except ApiException as e:
-            if e.status == 409:
-                existing = await self.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
-                                          namespace if namespaced else None)
-                raise AlreadyExists(existing or {}) from None
-            raise classify(e, f"create {obj['kind']} {obj['metadata'].get('name')}") from None
-        except Exception as e:  # urllib3 / socket errors: the API was not reached or did not answer
+            return await loop.run_in_executor(self._pool, fn)
+        except (urllib3.exceptions.HTTPError, OSError) as e:  # timeouts, refused, reset: the API did not answer
             raise TemporaryError(f"Kubernetes API unreachable: {type(e).__name__}: {e}") from None
-        return dict(created or obj)
 
-    async def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
+    # -- operations --
+
+    async def create(self, obj: Obj, namespace: str | None) -> Obj:
         from kubernetes.client.exceptions import ApiException
 
-        group, version, plural, namespaced = resource_of({"apiVersion": api_version, "kind": kind})
+        def call() -> Obj:
+            res, ns = self._scoped(obj["apiVersion"], obj["kind"], namespace)
+            body = obj if ns is not None else _without_namespace(obj)
+            return dict(self._dynamic.create(res, body=body, namespace=ns).to_dict())
+
+        meta = obj.get("metadata") or {}
+        what = describe(obj.get("kind", "?"), meta.get("name") or meta.get("generateName", ""), namespace)
         try:
-            if namespaced:
-                return dict(await self._call(self._custom.get_namespaced_custom_object,
-                                             group, version, namespace, plural, name))
-            return dict(await self._call(self._custom.get_cluster_custom_object, group, version, plural, name))
+            return await self._run(call)
+        except ApiException as e:
+            if e.status != 409:
+                raise classify(e, f"create {what}") from None
+        existing = await self.get(obj["apiVersion"], obj["kind"], meta.get("name", ""), namespace)
+        if existing is None:  # deleted between our create and our read: the next attempt decides
+            raise TemporaryError(f"create {what}: it existed, then vanished")
+        raise AlreadyExists(existing)
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Obj | None:
+        from kubernetes.client.exceptions import ApiException
+
+        def call() -> Obj:
+            res, ns = self._scoped(api_version, kind, namespace)
+            return dict(self._dynamic.get(res, name=name, namespace=ns).to_dict())
+
+        try:
+            return await self._run(call)
         except ApiException as e:
             if e.status == 404:
                 return None
-            raise classify(e, f"get {kind} {name}") from None
-        except Exception as e:
-            raise TemporaryError(f"Kubernetes API unreachable: {type(e).__name__}: {e}") from None
+            raise classify(e, f"get {describe(kind, name, namespace)}") from None
+
+    async def replace(self, obj: Obj, namespace: str | None) -> Obj:
+        def call() -> Obj:
+            res, ns = self._scoped(obj["apiVersion"], obj["kind"], namespace)
+            body = obj if ns is not None else _without_namespace(obj)
+            return dict(self._dynamic.replace(res, body=body, namespace=ns).to_dict())
+
+        return await self._write(call, describe(obj["kind"], obj["metadata"]["name"], namespace), "update")
+
+    async def patch(self, api_version: str, kind: str, name: str, namespace: str | None, body: Any, *,
+                    content_type: str, operation: str = "patch") -> Obj:
+        def call() -> Obj:
+            res, ns = self._scoped(api_version, kind, namespace)
+            # The client serializes a dict or a list to JSON whatever the patch type is.
+            patched = self._dynamic.patch(res, body=body, name=name, namespace=ns, content_type=content_type)
+            return dict(patched.to_dict())
+
+        return await self._write(call, describe(kind, name, namespace), operation)
+
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+        def call() -> bool:
+            res, ns = self._scoped(api_version, kind, namespace)
+            self._dynamic.delete(res, name=name, namespace=ns)
+            return True
+
+        try:
+            return await self._write(call, describe(kind, name, namespace), "delete")
+        except NotFound:
+            return False
+
+    async def _write(self, call: Callable[[], T], what: str, operation: str) -> T:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return await self._run(call)
+        except ApiException as e:
+            if e.status == 404:
+                raise NotFound(what) from None
+            if e.status == 409:  # Conflict: changed since we read it; a fresh read-modify-write will do
+                raise TemporaryError(f"{operation} {what}: modified concurrently ({_api_message(e)})") from None
+            raise classify(e, f"{operation} {what}") from None
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 
 
+def _without_namespace(obj: Obj) -> Obj:
+    out = copy.deepcopy(obj)
+    (out.get("metadata") or {}).pop("namespace", None)
+    return out
+
+
 def classify(e: Any, what: str) -> PermanentError | TemporaryError:
     status = int(getattr(e, "status", 0) or 0)
-    reason = getattr(e, "reason", "") or ""
-    message = f"{what}: Kubernetes API answered {status} {reason}".strip()
+    message = f"{what}: Kubernetes API answered {status} {_api_message(e)}".strip()
     if status == 429 or status >= 500 or status == 0:
         return TemporaryError(message)
     return PermanentError(message)
 
 
-class DryRunCluster:
-    """Writes each object that would be created to `<dir>/<metadata.name>.yaml`, and reads them back."""
+def _api_message(e: Any) -> str:
+    """The API server's own explanation (a Status message), else the HTTP reason."""
+    try:
+        message = json.loads(getattr(e, "body", None) or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or getattr(e, "reason", "") or "")
 
-    def __init__(self, directory: str | Path | None, *, templates: list[dict[str, Any]] | None = None) -> None:
-        """With no directory, nothing can be created: the offline cluster of `validate` and `test`."""
+
+# --- dry run -------------------------------------------------------------------------------------
+
+
+class DryRunCluster:
+    """See the module docstring: creates are files; other writes are recorded requests."""
+
+    dry_run = True
+
+    def __init__(self, directory: str | Path | None, *, templates: list[Obj] | None = None) -> None:
+        """With no directory, nothing can be written: the offline cluster of `validate` and `test`."""
         self.directory = Path(directory) if directory is not None else None
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
         self._templates = templates or []
 
-    async def create(self, obj: dict[str, Any], namespace: str) -> dict[str, Any]:
-        resource_of(obj)
+    def _dir(self) -> Path:
         if self.directory is None:
-            raise PermanentError("offline: nothing is created")
-        path = self.directory / f"{obj['metadata']['name']}.yaml"
-        text = yaml.safe_dump(obj, sort_keys=False)
+            raise PermanentError("offline: nothing is created or changed")
+        return self.directory
+
+    async def create(self, obj: Obj, namespace: str | None) -> Obj:
+        path = self._dir() / f"{obj['metadata']['name']}.yaml"
+        staged = _staged(path, yaml.safe_dump(obj, sort_keys=False))
         try:
-            # O_EXCL makes the existence check and the write one step, as the API server's create is.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            # A hard link appears complete and fails if the name is taken: the existence check and
+            # the write are one step, as the API server's create is, and no reader sees half a file.
+            os.link(staged, path)
         except FileExistsError:
             raise AlreadyExists(yaml.safe_load(path.read_text()) or {}) from None
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        finally:
+            staged.unlink()
         return obj
 
-    async def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Obj | None:
         for t in self._templates:
             meta = t.get("metadata", {})
             same_ns = namespace is None or (meta.get("namespace") or namespace) == namespace
             if t.get("kind") == kind and meta.get("name") == name and same_ns:
                 return t
         path = self.directory / f"{name}.yaml" if self.directory else None
-        if kind == "Workflow" and path is not None and path.exists():
-            return yaml.safe_load(path.read_text())
-        return None
+        if path is None or not path.exists():
+            return None
+        obj = yaml.safe_load(path.read_text())
+        same = isinstance(obj, dict) and obj.get("kind") == kind and obj.get("apiVersion") == api_version
+        return obj if same else None
+
+    async def replace(self, obj: Obj, namespace: str | None) -> Obj:
+        name = obj["metadata"]["name"]
+        self._record("update", name, obj, f"update {describe(obj['kind'], name, namespace)} (merged over the live one)")
+        return obj
+
+    async def patch(self, api_version: str, kind: str, name: str, namespace: str | None, body: Any, *,
+                    content_type: str, operation: str = "patch") -> Obj:
+        self._record(operation, name, body, f"{operation} {describe(kind, name, namespace)} ({api_version}) "
+                                            f"with {content_type}")
+        return {"apiVersion": api_version, "kind": kind, "metadata": _identity(name, namespace)}
+
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+        ref = {"apiVersion": api_version, "kind": kind, "metadata": _identity(name, namespace)}
+        self._record("delete", name, ref, f"delete {describe(kind, name, namespace)}")
+        return True
+
+    def _record(self, operation: str, name: str, body: Any, headline: str) -> None:
+        path = self._dir() / f"{name}.{operation}.yaml"
+        os.replace(_staged(path, f"# {headline}\n" + yaml.safe_dump(body, sort_keys=False)), path)
+        log.info("dry-run: %s written to %s", headline, path)
 
     async def close(self) -> None:
         return None
+
+
+def _staged(path: Path, text: str) -> Path:
+    """`text` in a temporary file beside `path`, to be moved or linked into place whole."""
+    fd, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(staged, 0o644)
+    return Path(staged)
+
+
+def _identity(name: str, namespace: str | None) -> Obj:
+    return {"name": name, "namespace": namespace} if namespace else {"name": name}

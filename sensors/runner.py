@@ -24,12 +24,13 @@ from gateway.bus import Bus, Consumer, Delivery, token
 from gateway.envelope import CloudEvent, EnvelopeError
 from gateway.errors import BusError, ManifestError
 from gateway.metrics import Metrics
-from sensors import conditions, cron, filters, params
+from sensors import conditions, cron, filters, params, retry
 from sensors.kube import Cluster
 from sensors.models import Sensor, Trigger, TriggerTemplate
 from sensors.state import ConditionState
 from sensors.triggers import Action, Outcome, PermanentError, TemporaryError, TriggerError, event_ids
-from sensors.triggers.argo_workflow import SubmitWorkflow, TriggerCompileError
+from sensors.triggers.errors import TriggerCompileError
+from sensors.triggers.factory import SecretLookup, build_action
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,7 @@ class CompiledTrigger:
     spec: Trigger
     condition: conditions.Condition
     action: Action
-    build: Callable[[TriggerTemplate], Action]  # for trigger-level parameters, which rewrite the template
-    cluster: Cluster
+    build: Callable[[TriggerTemplate], Action]  # for trigger-level parameters and the dlqTrigger
     template_parameters: tuple[params.CompiledParameter, ...] = ()
     resets: tuple[cron.Schedule, ...] = ()
 
@@ -61,9 +61,11 @@ class CompiledTrigger:
         if not self.template_parameters:
             return self.action
         doc = self.spec.template.model_dump(mode="json", exclude_none=True)
-        doc = params.apply_parameters(doc, self.template_parameters, events)
         try:
+            doc = params.apply_parameters(doc, self.template_parameters, events)
             return self.build(TriggerTemplate.model_validate(doc))
+        except params.ParamError as e:
+            raise PermanentError(f"trigger parameters: {e}") from None
         except (ValidationError, TriggerCompileError) as e:
             raise PermanentError(f"trigger parameters made an invalid template: {e}") from None
 
@@ -96,7 +98,8 @@ class CompiledSensor:
         return {name: self.dependencies[name].evaluate(event) for name in names}
 
 
-def compile_sensor(sensor: Sensor, *, cluster: Cluster) -> CompiledSensor:
+def compile_sensor(sensor: Sensor, *, cluster: Cluster, secret: SecretLookup | None = None) -> CompiledSensor:
+    """Everything checkable at load is checked here; errors name the field. `secret` resolves http headers."""
     deps: dict[str, filters.DependencyFilter] = {}
     by_origin: dict[tuple[str, str], list[str]] = {}
     for i, dep in enumerate(sensor.spec.dependencies):
@@ -106,12 +109,12 @@ def compile_sensor(sensor: Sensor, *, cluster: Cluster) -> CompiledSensor:
             raise _error(sensor, ("spec", "dependencies", i, *e.path), e.message) from None
         by_origin.setdefault((dep.eventSourceName, dep.eventName), []).append(dep.name)
     names = [d.name for d in sensor.spec.dependencies]
-    triggers = [_compile_trigger(sensor, i, t, names, cluster) for i, t in enumerate(sensor.spec.triggers)]
+    triggers = [_compile_trigger(sensor, i, t, names, cluster, secret) for i, t in enumerate(sensor.spec.triggers)]
     return CompiledSensor(sensor=sensor, dependencies=deps, by_origin=by_origin, triggers=triggers)
 
 
-def _compile_trigger(sensor: Sensor, index: int, trigger: Trigger, names: list[str],
-                     cluster: Cluster) -> CompiledTrigger:
+def _compile_trigger(sensor: Sensor, index: int, trigger: Trigger, names: list[str], cluster: Cluster,
+                     secret: SecretLookup | None) -> CompiledTrigger:
     where: tuple[str | int, ...] = ("spec", "triggers", index)
     try:
         condition = conditions.compile_condition(trigger.template.conditions, names)
@@ -130,8 +133,16 @@ def _compile_trigger(sensor: Sensor, index: int, trigger: Trigger, names: list[s
         except cron.CronError as e:
             raise _error(sensor, (*where, "template", "conditionsReset", i, "byTime"), str(e)) from None
 
+    for path, backoff in ((("retryStrategy",), trigger.retryStrategy),
+                          (("dlqTrigger", "retryStrategy"), trigger.dlqTrigger and trigger.dlqTrigger.retryStrategy)):
+        if backoff is not None:
+            try:
+                retry.resolve_backoff(backoff)
+            except retry.BackoffError as e:
+                raise _error(sensor, (*where, *path), str(e)) from None
+
     def build(template: TriggerTemplate) -> Action:
-        return build_action(template, sensor=sensor, cluster=cluster)
+        return build_action(template, sensor=sensor, cluster=cluster, secret=secret)
 
     try:
         action = build(trigger.template)
@@ -139,18 +150,11 @@ def _compile_trigger(sensor: Sensor, index: int, trigger: Trigger, names: list[s
         raise _error(sensor, (*where, "template", trigger.template.kind, *e.path), e.message) from None
     if trigger.dlqTrigger is not None:
         try:
-            build_action(trigger.dlqTrigger.template, sensor=sensor, cluster=cluster)
+            build(trigger.dlqTrigger.template)
         except TriggerCompileError as e:
             raise _error(sensor, (*where, "dlqTrigger", "template", *e.path), e.message) from None
-    return CompiledTrigger(spec=trigger, condition=condition, action=action, build=build, cluster=cluster,
+    return CompiledTrigger(spec=trigger, condition=condition, action=action, build=build,
                            template_parameters=template_parameters, resets=tuple(resets))
-
-
-def build_action(template: TriggerTemplate, *, sensor: Sensor, cluster: Cluster) -> Action:
-    if template.argoWorkflow is not None:
-        return SubmitWorkflow(template.argoWorkflow, sensor=sensor.name, namespace=sensor.namespace,
-                              trigger=template.name, cluster=cluster)
-    raise TriggerCompileError((), f"{template.kind} triggers are not implemented yet")
 
 
 def _error(sensor: Sensor, path: tuple[str | int, ...], message: str) -> ManifestError:
@@ -281,8 +285,9 @@ class SensorRunner:
         """Argo's retryStrategy, in process; when it runs out, the error goes back to the bus (nak)."""
         waits = retry_delays(trigger.spec)
         for attempt in range(len(waits) + 1):
+            action = trigger.action_for(events)
             try:
-                return await trigger.action_for(events).execute(events)
+                return await action.execute(events)
             except TemporaryError as e:
                 self.metrics.failed(self.name, trigger.name, "temporary")
                 if attempt == len(waits):
@@ -290,6 +295,9 @@ class SensorRunner:
                 log.info("sensor %s trigger %s attempt %d failed (%s); retrying in %.1fs", self.name,
                          trigger.name, attempt + 1, e, waits[attempt])
                 await asyncio.sleep(waits[attempt])
+            finally:
+                if action is not trigger.action:  # rebuilt for these events: release what it holds
+                    await close_action(action)
         raise AssertionError("unreachable")
 
     async def _give_up(self, trigger: CompiledTrigger, events: Mapping[str, CloudEvent], error: str) -> None:
@@ -300,8 +308,11 @@ class SensorRunner:
         if dlq is None:
             return
         try:
-            action = build_action(dlq.template, sensor=self.compiled.sensor, cluster=trigger.cluster)
-            outcome = await action.execute(events)
+            action = trigger.build(dlq.template)
+            try:
+                outcome = await action.execute(events)
+            finally:
+                await close_action(action)
             log.info("sensor %s dlqTrigger %s ran for event %s: %s", self.name, dlq.template.name,
                      event_ids(events), outcome.name)
         except (TriggerError, TriggerCompileError) as e:
@@ -332,23 +343,29 @@ class SensorRunner:
         await self.bus.publish(self.dead_letter_subject, json.dumps(record).encode(),
                                msg_id=f"dead-letter/{self.consumer_name}/{trigger}/{key}")
 
+    async def close(self) -> None:
+        for trigger in self.compiled.triggers:
+            await close_action(trigger.action)
+
     async def _rate_limit(self, trigger: CompiledTrigger) -> None:
         limit = trigger.spec.rateLimit
         if limit is None or limit.requestsPerUnit <= 0:
             return
         if trigger.name not in self._limiters:
-            from sensors.retry import RateLimiter
-
-            self._limiters[trigger.name] = RateLimiter(limit)
+            self._limiters[trigger.name] = retry.RateLimiter(limit)
         await self._limiters[trigger.name].wait()
 
 
 def retry_delays(trigger: Trigger) -> list[float]:
     if trigger.retryStrategy is None:
         return []  # Argo: no retryStrategy means a single attempt
-    from sensors.retry import delays
+    return retry.delays(trigger.retryStrategy)
 
-    return delays(trigger.retryStrategy)
+
+async def close_action(action: Action) -> None:
+    close = getattr(action, "close", None)
+    if close is not None:
+        await close()
 
 
 def max_deliver(sensor: Sensor) -> int:

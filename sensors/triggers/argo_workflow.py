@@ -1,122 +1,218 @@
-"""The `argoWorkflow` trigger: submit a Workflow (usually from a WorkflowTemplateRef) via the API.
+"""The `argoWorkflow` trigger, through the Kubernetes API instead of Argo's `argo` CLI.
 
-Argo Events shells out to the `argo` CLI; hookgate creates the Workflow object itself, named
-idempotently, so a redelivered event finds its Workflow already there instead of starting another.
+* `submit`: create the Workflow of the source, named idempotently (see `k8s.stamp`), after
+  checking that a referenced WorkflowTemplate exists and that its required parameters are given.
+  A redelivered event finds its Workflow already there (409 with the same event ids) and is done.
+* `submit-from`: the source names a WorkflowTemplate or a CronWorkflow. A WorkflowTemplate gives
+  `{kind: Workflow, metadata: {generateName: <name>-}, spec: {workflowTemplateRef: {name}}}`; a
+  CronWorkflow is read from the cluster and its `spec.workflowSpec` (and `workflowMetadata`
+  labels and annotations) copied, with a controller ownerReference to it, as the CLI does. Argo's
+  labels `workflows.argoproj.io/workflow-template` / `cron-workflow` are set; the CLI's
+  scheduled-time annotation is not (the object must be the same on every redelivery). Then as
+  `submit`.
+* `suspend`, `resume`, `terminate`, `stop`: a merge patch of the Workflow named by the source's
+  `metadata.name` (after parameters), as the CLI's API calls do: `spec.suspend` true / removed,
+  `spec.shutdown` `Terminate` / `Stop`. `resume` does not resume `suspend` template nodes (that
+  needs the Argo server). A missing Workflow is a PermanentError naming it.
+* `resubmit`, `retry`: refused at load (they need the Argo Workflows server API).
+* `args` (extra CLI arguments) are refused at load: there is no CLI.
+* `policy.k8s` waits for labels on the resulting Workflow (see `k8s.wait_for_labels`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from gateway.envelope import CloudEvent
-from sensors import params
-from sensors.kube import AlreadyExists, Cluster
-from sensors.models import ArgoWorkflowTrigger, ArtifactLocation
-from sensors.triggers import (
-    EVENT_IDS_ANNOTATION,
-    SENSOR_LABEL,
-    TRIGGER_LABEL,
-    Outcome,
-    PermanentError,
-    event_ids,
-    idempotent_name,
+from sensors.kube import Cluster, NotFound, describe
+from sensors.models import ArgoWorkflowTrigger, K8sResourcePolicy
+from sensors.triggers import Outcome, PermanentError
+from sensors.triggers.errors import TriggerCompileError
+from sensors.triggers.k8s import (
+    MERGE_PATCH,
+    Sleep,
+    apply,
+    check_policy,
+    compile_resource_parameters,
+    create_once,
+    label,
+    load_source,
+    place,
+    ref,
+    sets_name,
+    source_path,
+    stamp,
+    wait_for_labels,
 )
+
+__all__ = ["ArgoWorkflowAction", "SubmitWorkflow", "TriggerCompileError", "load_source"]
 
 log = logging.getLogger(__name__)
 
+Obj = dict[str, Any]
+ARGO = "argoproj.io/v1alpha1"
+TEMPLATE_LABEL = "workflows.argoproj.io/workflow-template"
+CRON_LABEL = "workflows.argoproj.io/cron-workflow"
 
-class TriggerCompileError(ValueError):
-    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
-        self.path = path
-        self.message = message
-        super().__init__(message)
-
-
-def load_source(source: ArtifactLocation) -> dict[str, Any]:
-    if source.resource is not None:
-        return copy.deepcopy(source.resource)
-    try:
-        doc = yaml.safe_load(source.inline or "")
-    except yaml.YAMLError as e:
-        raise TriggerCompileError(("source", "inline"), f"not valid YAML: {e}") from None
-    if not isinstance(doc, dict):
-        raise TriggerCompileError(("source", "inline"), "must be a YAML mapping (a Kubernetes object)")
-    return doc
+#: The Workflow change each control operation makes (a JSON merge patch of `spec`).
+CONTROL: dict[str, dict[str, Any]] = {
+    "suspend": {"suspend": True},
+    "resume": {"suspend": None},  # null removes the field in a merge patch
+    "terminate": {"shutdown": "Terminate"},
+    "stop": {"shutdown": "Stop"},
+}
+SOURCE_KINDS = {"submit": ("Workflow",), "submit-from": ("WorkflowTemplate", "CronWorkflow"),
+                **{op: ("Workflow",) for op in CONTROL}}
+SUPPORTED = ", ".join(SOURCE_KINDS)
 
 
-class SubmitWorkflow:
+class ArgoWorkflowAction:
     kind = "argoWorkflow"
 
     def __init__(self, spec: ArgoWorkflowTrigger, *, sensor: str, namespace: str, trigger: str,
-                 cluster: Cluster) -> None:
-        if spec.operation != "submit":
-            raise TriggerCompileError(("operation",), f"operation {spec.operation!r} is not implemented yet "
-                                                      "(supported: submit)")
-        self.resource = load_source(spec.source)
-        if self.resource.get("kind") != "Workflow":
-            raise TriggerCompileError(("source",), f"submit needs a Workflow, got kind {self.resource.get('kind')!r}")
-        meta = self.resource.get("metadata") or {}
-        if not (meta.get("name") or meta.get("generateName")):
-            raise TriggerCompileError(("source", "resource", "metadata"), "a Workflow needs name or generateName")
+                 cluster: Cluster, policy: K8sResourcePolicy | None = None, sleep: Sleep = asyncio.sleep) -> None:
+        self.operation = spec.operation
+        if self.operation not in SOURCE_KINDS:
+            raise TriggerCompileError(("operation",), f"operation {self.operation!r} needs the Argo Workflows "
+                                                      f"server API; not supported (supported: {SUPPORTED})")
         if spec.args:
             raise TriggerCompileError(("args",), "argo CLI args are not supported (hookgate uses the API, not the CLI)")
-        try:
-            self.parameters = params.compile_parameters(spec.parameters, where="parameters", require_dest=True)
-        except params.ParamError as e:
-            raise TriggerCompileError(("parameters",), str(e)) from None
-        self.sensor = sensor
-        self.namespace = namespace
-        self.trigger = trigger
+        self.resource = load_source(spec.source)
+        self.parameters = compile_resource_parameters(spec.parameters)
+        self.sensor, self.namespace, self.trigger = sensor, namespace, trigger
         self.cluster = cluster
+        self.policy = policy
+        self.sleep = sleep  # between policy.k8s checks; tests pass a fake clock's
+        check_policy(policy)
+        self._check(spec)
 
-    def render(self, events: Mapping[str, CloudEvent]) -> dict[str, Any]:
-        obj = params.apply_parameters(self.resource, self.parameters, events)
-        meta = obj.setdefault("metadata", {})
-        if not meta.get("name"):
-            meta["name"] = idempotent_name(meta.pop("generateName", ""), namespace=self.namespace,
-                                           sensor=self.sensor, trigger=self.trigger, events=events)
-        meta.pop("generateName", None)
-        meta.setdefault("namespace", self.namespace)
-        meta.setdefault("labels", {}).update({SENSOR_LABEL: self.sensor, TRIGGER_LABEL: self.trigger})
-        meta.setdefault("annotations", {})[EVENT_IDS_ANNOTATION] = event_ids(events)
-        return obj
+    def _check(self, spec: ArgoWorkflowTrigger) -> None:
+        kinds = SOURCE_KINDS[self.operation]
+        if self.resource.get("kind") not in kinds:
+            raise TriggerCompileError(source_path(spec.source), f"{self.operation} needs a {' or '.join(kinds)}, "
+                                                                f"got kind {self.resource.get('kind')!r}")
+        meta = self.resource.get("metadata")
+        if not isinstance(meta, dict):
+            raise TriggerCompileError(source_path(spec.source), "the resource needs metadata")
+        if self.operation == "submit":
+            if not (meta.get("name") or meta.get("generateName") or sets_name(self.parameters, "name", "generateName")):
+                raise TriggerCompileError(source_path(spec.source, "metadata"), "a Workflow needs name or generateName")
+        elif not (meta.get("name") or sets_name(self.parameters, "name")):
+            raise TriggerCompileError(source_path(spec.source, "metadata"),
+                                      f"{self.operation} needs metadata.name: the {kinds[0]} to act on")
+
+    # --- what would be sent ------------------------------------------------------------------
+
+    def render(self, events: Mapping[str, CloudEvent]) -> Obj:
+        source = apply(self.resource, self.parameters, events)
+        if self.operation in CONTROL:
+            return self._control_patch(source)
+        if self.operation == "submit-from":
+            # A CronWorkflow's spec is read from the cluster at execution; offline it shows empty.
+            source = from_template(source) if source["kind"] == "WorkflowTemplate" else from_cron(source, {})
+        return self._stamp(source, events)
+
+    def _stamp(self, workflow: Obj, events: Mapping[str, CloudEvent]) -> Obj:
+        return stamp(workflow, namespace=self.namespace, sensor=self.sensor, trigger=self.trigger, events=events)
+
+    def _control_patch(self, source: Obj) -> Obj:
+        namespace = source["metadata"].get("namespace") or self.namespace
+        return {"apiVersion": source.get("apiVersion", ARGO), "kind": "Workflow",
+                "metadata": {"name": source["metadata"].get("name"), "namespace": namespace},
+                "spec": dict(CONTROL[self.operation])}
+
+    # --- doing it ------------------------------------------------------------------------------
 
     async def execute(self, events: Mapping[str, CloudEvent]) -> Outcome:
-        obj = self.render(events)
-        name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
-        await self._check_template(obj, namespace)
-        try:
-            created = await self.cluster.create(obj, namespace)
-        except AlreadyExists as e:
-            theirs = (e.existing.get("metadata") or {}).get("annotations", {}).get(EVENT_IDS_ANNOTATION)
-            if theirs != event_ids(events):
-                raise PermanentError(f"Workflow {namespace}/{name} exists but was not created for these events "
-                                     f"(its {EVENT_IDS_ANNOTATION} is {theirs!r})") from None
-            return Outcome(name=f"{namespace}/{name}", created=False, resource=e.existing)
-        return Outcome(name=f"{namespace}/{name}", created=True, resource=created)
+        if self.operation in CONTROL:
+            outcome = await self._control(events)
+        else:
+            outcome = await self._submit(await self._workflow(events), events)
+        if outcome.resource:
+            await wait_for_labels(self.cluster, outcome.resource, self.policy, self.sleep)
+        return outcome
 
-    async def _check_template(self, obj: dict[str, Any], namespace: str) -> None:
-        ref = (obj.get("spec") or {}).get("workflowTemplateRef")
-        if not isinstance(ref, dict) or not ref.get("name"):
+    async def _workflow(self, events: Mapping[str, CloudEvent]) -> Obj:
+        if self.operation == "submit":
+            return self.render(events)
+        source = apply(self.resource, self.parameters, events)
+        if source["kind"] == "WorkflowTemplate":
+            return self._stamp(from_template(source), events)
+        place(source, self.namespace)
+        cron = await self.cluster.get(*ref(source))
+        if cron is None:
+            raise PermanentError(f"{label(source)} not found; no Workflow was created")
+        return self._stamp(from_cron(source, cron), events)
+
+    async def _submit(self, workflow: Obj, events: Mapping[str, CloudEvent]) -> Outcome:
+        await self._check_template(workflow, workflow["metadata"]["namespace"])
+        return await create_once(self.cluster, workflow, events)
+
+    async def _control(self, events: Mapping[str, CloudEvent]) -> Outcome:
+        patch = self.render(events)
+        api_version, kind, name, namespace = ref(patch)
+        if not name:
+            raise PermanentError(f"{self.operation}: the parameters left the Workflow without metadata.name")
+        try:
+            result = await self.cluster.patch(api_version, kind, name, namespace, {"spec": patch["spec"]},
+                                              content_type=MERGE_PATCH, operation=self.operation)
+        except NotFound:
+            raise PermanentError(f"cannot {self.operation} {describe(kind, name, namespace)}: "
+                                 "no such Workflow") from None
+        return Outcome(name=describe(kind, name, namespace), created=True, resource=result)
+
+    async def _check_template(self, workflow: Obj, namespace: str) -> None:
+        template_ref = (workflow.get("spec") or {}).get("workflowTemplateRef")
+        if not isinstance(template_ref, dict) or not template_ref.get("name"):
             return
-        kind = "ClusterWorkflowTemplate" if ref.get("clusterScope") else "WorkflowTemplate"
-        found = await self.cluster.get("argoproj.io/v1alpha1", kind, ref["name"],
-                                       None if kind == "ClusterWorkflowTemplate" else namespace)
+        kind = "ClusterWorkflowTemplate" if template_ref.get("clusterScope") else "WorkflowTemplate"
+        scope = None if kind == "ClusterWorkflowTemplate" else namespace
+        found = await self.cluster.get(ARGO, kind, template_ref["name"], scope)
         if found is None:
-            where = "" if kind == "ClusterWorkflowTemplate" else f" in namespace {namespace}"
-            raise PermanentError(f"{kind} {ref['name']!r} not found{where}; no Workflow was created")
-        missing = _missing_parameters(found, obj)
+            where = f" in namespace {namespace}" if scope else ""
+            raise PermanentError(f"{kind} {template_ref['name']!r} not found{where}; no Workflow was created")
+        missing = _missing_parameters(found, workflow)
         if missing:
-            raise PermanentError(f"{kind} {ref['name']!r} requires parameter(s) {', '.join(missing)} "
+            raise PermanentError(f"{kind} {template_ref['name']!r} requires parameter(s) {', '.join(missing)} "
                                  "with no default, and the Workflow does not supply them")
 
 
-def _missing_parameters(template: dict[str, Any], workflow: dict[str, Any]) -> list[str]:
+#: Until the runner calls the factory, it builds this name for every argoWorkflow template.
+SubmitWorkflow = ArgoWorkflowAction
+
+
+def from_template(source: Obj) -> Obj:
+    """`argo submit --from workflowtemplate/<name>`: a Workflow that references the template."""
+    name = source["metadata"]["name"]
+    meta: Obj = {"generateName": f"{name}-", "labels": {TEMPLATE_LABEL: name}}
+    if source["metadata"].get("namespace"):
+        meta["namespace"] = source["metadata"]["namespace"]
+    return {"apiVersion": ARGO, "kind": "Workflow", "metadata": meta, "spec": {"workflowTemplateRef": {"name": name}}}
+
+
+def from_cron(source: Obj, cron: Obj) -> Obj:
+    """`argo submit --from cronwf/<name>`: the CronWorkflow's workflowSpec, owned by the CronWorkflow."""
+    name = source["metadata"]["name"]
+    cron_spec = cron.get("spec") or {}
+    extra = cron_spec.get("workflowMetadata") or {}
+    meta: Obj = {"generateName": f"{name}-", "labels": {**(extra.get("labels") or {}), CRON_LABEL: name}}
+    if extra.get("annotations"):
+        meta["annotations"] = dict(extra["annotations"])
+    if source["metadata"].get("namespace"):
+        meta["namespace"] = source["metadata"]["namespace"]
+    uid = (cron.get("metadata") or {}).get("uid")
+    if uid:
+        meta["ownerReferences"] = [{"apiVersion": ARGO, "kind": "CronWorkflow", "name": name, "uid": uid,
+                                    "controller": True, "blockOwnerDeletion": True}]
+    return {"apiVersion": ARGO, "kind": "Workflow", "metadata": meta,
+            "spec": copy.deepcopy(cron_spec.get("workflowSpec") or {})}
+
+
+def _missing_parameters(template: Obj, workflow: Obj) -> list[str]:
     declared = ((template.get("spec") or {}).get("arguments") or {}).get("parameters") or []
     given = ((workflow.get("spec") or {}).get("arguments") or {}).get("parameters") or []
     supplied = {p.get("name") for p in given if isinstance(p, dict) and ("value" in p or "valueFrom" in p)}

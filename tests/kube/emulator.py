@@ -12,6 +12,14 @@ pinned by a test in ``test_emulator.py``, so a kmock upgrade that changes behavi
   selectors and ``timeoutSeconds``; PUT (replace); merge- and JSON-patch;
 * discovery with a trailing slash (``/apis/``, ``/version/``).
 
+Fault injection (not an API server gap, a test tool): :meth:`Handle.inject` makes the next N
+requests matching a method and resource answer an error status or answer late, while it runs.
+
+Load: kmock keeps every request and, to route one, scans that whole log once per reaction, so a
+request costs time in proportion to all requests served so far (some 50 ms once 100 were served).
+For thousands of requests, pass ``request_history=N`` to keep only the last N (kmock's DSL
+counters and request assertions then see only those).
+
 :func:`run_emulator` serves it in its own thread and event loop, because the official client
 is synchronous and would block a server running on the test's own loop.
 """
@@ -46,6 +54,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {  # "group/version/plural": (kind, nam
     'argoproj.io/v1alpha1/workflows': ('Workflow', True),
     'argoproj.io/v1alpha1/workflowtemplates': ('WorkflowTemplate', True),
     'argoproj.io/v1alpha1/clusterworkflowtemplates': ('ClusterWorkflowTemplate', False),
+    'argoproj.io/v1alpha1/cronworkflows': ('CronWorkflow', True),
     'argoproj.io/v1alpha1/sensors': ('Sensor', True),
     'argoproj.io/v1alpha1/eventsources': ('EventSource', True),
     'v1/secrets': ('Secret', True),
@@ -209,6 +218,71 @@ def json_patch(document: Any, operations: list[JSON]) -> Any:
     return root[0]
 
 
+# --- Fault injection -----------------------------------------------------------------------------
+
+@attrs.define(eq=False)
+class Fault:
+    """One injected fault: the next ``count`` matching requests fail (``status``) or answer late (``stall``)."""
+
+    method: str | None
+    plural: str | None
+    status: int | None
+    stall: float | None
+    count: int
+    hits: int = 0  # matching requests served with this fault so far (read from any thread)
+
+    @property
+    def remaining(self) -> int:
+        return self.count - self.hits
+
+    def matches(self, method: str, plural: str | None) -> bool:
+        return (self.method is None or self.method == method) and (self.plural is None or self.plural == plural)
+
+
+class Faults:
+    """
+    Faults armed from the test's thread and consumed on the emulator's loop, under one lock.
+
+    A ``status`` fault answers that status (a Kubernetes ``Status`` body) without touching the store.
+    A ``stall`` fault serves the request normally (a create is stored at once) and holds the answer
+    back for ``stall`` seconds: a client that times out meanwhile does not know its write happened.
+    Faults apply in the order they were armed; a request consumes at most one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._armed: list[Fault] = []
+
+    def inject(self, *, method: str | None = None, plural: str | None = None, status: int | None = None,
+               stall: float | None = None, count: int = 1) -> Fault:
+        if (status is None) == (stall is None):
+            raise ValueError('give exactly one of status= or stall=')
+        if count < 1 or (stall is not None and stall < 0) or (status is not None and not 100 <= status <= 599):
+            raise ValueError(f'invalid fault: count={count} status={status} stall={stall}')
+        fault = Fault(method.upper() if method else None, plural, status, stall, count)
+        with self._lock:
+            self._armed.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        with self._lock:
+            self._armed.clear()
+
+    def take(self, method: str, plural: str | None) -> Fault | None:
+        """The first armed fault matching the request, counting the hit (disarmed when used up)."""
+        with self._lock:
+            for fault in self._armed:
+                if fault.matches(method, plural):
+                    fault.hits += 1
+                    if fault.remaining <= 0:
+                        self._armed.remove(fault)
+                    return fault
+        return None
+
+
+_FAULT_REASONS = {429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout'}
+
+
 # --- The emulator --------------------------------------------------------------------------------
 
 @attrs.define(kw_only=True)
@@ -225,6 +299,8 @@ class Emulator(kmock.KubernetesEmulator):
     _log: list[tuple[Key, JSON]] = attrs.field(factory=list, init=False)  # every watch event, in order
     _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)  # replaced on every write
     _closing: bool = attrs.field(default=False, init=False)
+    faults: Faults = attrs.field(factory=Faults)  # see Handle.inject
+    request_history: int | None = None  # past requests kmock keeps (None: all, kmock's default)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -264,7 +340,19 @@ class Emulator(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         # KubernetesEmulator._handle writes to the store before routing, with none of the checks
         # done here; skip it: our fallback reactions validate first and then write.
-        return await super(kmock.KubernetesEmulator, self)._handle(request)
+        if self.request_history is not None:  # kmock appended this request last: keep it
+            del self._requests[:-(self.request_history + 1)]
+        method = str(getattr(request.method, 'value', request.method) or '').upper()
+        fault = self.faults.take(method, request.resource.plural if request.resource is not None else None)
+        if fault is not None and fault.status is not None:
+            reason = _FAULT_REASONS.get(fault.status, 'InternalError')
+            status = {'kind': 'Status', 'apiVersion': 'v1', 'metadata': {}, 'status': 'Failure',
+                      'message': f'injected fault: {fault.status} {reason}', 'reason': reason, 'code': fault.status}
+            return aiohttp.web.json_response(status, status=fault.status)
+        response = await super(kmock.KubernetesEmulator, self)._handle(request)
+        if fault is not None and fault.stall:
+            await asyncio.sleep(fault.stall)  # the work is done; only the answer is late
+        return response
 
     # --- Store --------------------------------------------------------------------------------
 
@@ -574,6 +662,20 @@ class Handle:
     """A running emulator, as seen from the (synchronous) test."""
 
     url: str
+    faults: Faults | None = attrs.field(default=None, eq=False, repr=False)
+
+    def inject(self, *, method: str | None = None, plural: str | None = None, status: int | None = None,
+               stall: float | None = None, count: int = 1) -> Fault:
+        """
+        Make the next ``count`` requests matching ``method`` and ``plural`` (None: any) fail, from now on.
+
+        ``status=500``: answered with that status and a ``Status`` body, nothing stored.
+        ``stall=11.0``: served (a create is stored) but answered ``stall`` seconds late.
+        Thread-safe; returns the :class:`Fault`, whose ``hits`` / ``remaining`` show its use.
+        """
+        if self.faults is None:
+            raise RuntimeError('this handle has no running emulator to inject faults into')
+        return self.faults.inject(method=method, plural=plural, status=status, stall=stall, count=count)
 
     def write_kubeconfig(self, path: str | os.PathLike[str]) -> Path:
         """Write a kubeconfig for this server (no auth, insecure) and return its path."""
@@ -614,19 +716,22 @@ class RunningEmulator:
     stops the server (releasing the port) and joins the thread.
     """
 
-    def __init__(self, preload: Iterable[Mapping[str, Any]] = (), *, port: int = 0) -> None:
+    def __init__(self, preload: Iterable[Mapping[str, Any]] = (), *, port: int = 0,
+                 request_history: int | None = None) -> None:
         self._preload = [dict(obj) for obj in preload]
         self._port = port
+        self._request_history = request_history
         self._started: concurrent.futures.Future[tuple[asyncio.AbstractEventLoop, asyncio.Event, str]]
         self._started = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, name='kube-emulator', daemon=True)
         self._stop: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+        self._faults = Faults()
 
     def __enter__(self) -> Handle:
         self._thread.start()
         loop, stop, url = self._started.result(timeout=30)  # re-raises a failure to start
         self._stop = loop, stop
-        return Handle(url)
+        return Handle(url, faults=self._faults)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
@@ -643,7 +748,8 @@ class RunningEmulator:
 
     async def _serve(self) -> None:
         try:
-            emulator = Emulator()  # created on its own loop: kmock binds asyncio primitives to it
+            # Created on its own loop: kmock binds asyncio primitives to it.
+            emulator = Emulator(faults=self._faults, request_history=self._request_history)
             for obj in self._preload:
                 emulator.preload(obj)
             # Plain aiohttp rather than kmock.Server: that one patches aiohttp's resolver process-wide,
@@ -668,7 +774,11 @@ class RunningEmulator:
 
 
 @contextlib.contextmanager
-def run_emulator(preload: Iterable[Mapping[str, Any]] = (), *, port: int = 0) -> Iterator[Handle]:
-    """Serve an emulator (with ``preload`` objects stored first) for the duration of the block."""
-    with RunningEmulator(preload, port=port) as handle:
+def run_emulator(preload: Iterable[Mapping[str, Any]] = (), *, port: int = 0,
+                 request_history: int | None = None) -> Iterator[Handle]:
+    """Serve an emulator (with ``preload`` objects stored first) for the duration of the block.
+
+    ``request_history``: how many past requests kmock keeps (None: all); bound it for heavy traffic.
+    """
+    with RunningEmulator(preload, port=port, request_history=request_history) as handle:
         yield handle

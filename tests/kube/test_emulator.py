@@ -284,3 +284,30 @@ def test_serve_script(tmp_path: Path) -> None:
             assert process.wait(timeout=30) == 0
         finally:
             process.kill()  # no-op once it has exited
+
+
+def test_injected_faults(kube: Handle, custom: CustomObjectsApi) -> None:
+    # Not a kmock gap: the fault-injection tool of the fault suite (tests/faults), armed while serving.
+    failing = kube.inject(method='POST', plural='workflows', status=500, count=2)
+    for _ in range(2):
+        with pytest.raises(ApiException) as e:
+            create(custom, workflow('a'))
+        assert_status(e.value, 500, 'InternalError')
+    assert (failing.hits, failing.remaining) == (2, 0)
+    assert kube.objects(*ARGO, 'workflows', NS) == []  # a failed create stores nothing
+    create(custom, workflow('a'))  # used up: served again
+    late = kube.inject(method='post', plural='workflows', stall=0.5)
+    started = time.monotonic()
+    with pytest.raises(Exception):  # noqa: B017 - urllib3's ReadTimeoutError, whatever wraps it
+        custom.create_namespaced_custom_object(*ARGO, NS, 'workflows', workflow('b'), _request_timeout=0.1)
+    assert time.monotonic() - started < 0.45
+    assert late.hits == 1
+    # The stalled create was stored all the same: the client that timed out meets it as a conflict.
+    with pytest.raises(ApiException) as e:
+        create(custom, workflow('b'))
+    assert_status(e.value, 409, 'AlreadyExists')
+    other = kube.inject(method='GET', plural='workflowtemplates', status=503)
+    assert custom.get_namespaced_custom_object(*ARGO, NS, 'workflows', 'a')['metadata']['name'] == 'a'
+    assert other.remaining == 1  # only the matching method and resource consume a fault
+    with pytest.raises(ValueError):
+        kube.inject(status=500, stall=1.0)
