@@ -70,15 +70,27 @@ def cluster_for(bundle: Bundle, *, kubeconfig: str | None, dry_run: str | None, 
     if dry_run:
         return DryRunCluster(dry_run, templates=templates)
     if kubeconfig:
-        return KubeCluster(kubeconfig=kubeconfig)
+        return KubeCluster(kubeconfig=kubeconfig, timeout=kube_timeout())
     try:
-        return KubeCluster()
+        return KubeCluster(timeout=kube_timeout())
     except Exception as e:  # no KUBECONFIG, no ~/.kube/config, not in a pod
         if default_dry_run is None:
             raise ManifestError(f"no Kubernetes cluster configured ({e}); pass --kubeconfig or --dry-run DIR") \
                 from None
         say(f"no cluster configured: dry-run, writing resources to {Path(default_dry_run).resolve()}/")
         return DryRunCluster(default_dry_run, templates=templates)
+
+
+def kube_timeout() -> float:
+    """Seconds a Kubernetes API call may take before it counts as a temporary failure."""
+    text = os.environ.get("HOOKGATE_KUBE_TIMEOUT", "10")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ManifestError(f"HOOKGATE_KUBE_TIMEOUT must be a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise ManifestError(f"HOOKGATE_KUBE_TIMEOUT must be positive, got {text!r}")
+    return value
 
 
 @dataclass
