@@ -110,9 +110,12 @@ class Bus:
     async def close(self) -> None:
         # Not drain(): it waits up to 30 s for pull subscriptions whose fetches we have already cancelled.
         if self._nc is not None and not self._nc.is_closed:
+            # Acks buffered during an outage cannot be flushed to a dead connection: their messages
+            # are simply redelivered, and the idempotent triggers absorb that.
             with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
                 await self._nc.flush(timeout=1)
-            await self._nc.close()
+            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
+                await self._nc.close()
 
     @property
     def js(self) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 from gateway import logs
 from gateway.bus import DEFAULT_PREFIX, DEFAULT_STREAM, Bus, StreamSettings
 from gateway.errors import BusError, BusUnavailable, ManifestError
+from gateway.hooks import HookRegistrar
 from gateway.metrics import Metrics
 from gateway.models import SecretKeySelector
 from gateway.natssource import NatsSource
@@ -156,9 +157,12 @@ async def _gateway(bundle: Bundle, bus: Bus, metrics: Metrics, ready: Callable[[
                    options: Options, parts: contextlib.AsyncExitStack) -> None:
     secrets = secret_lookup(bundle)
     routes = await asyncio.to_thread(build_routes, bundle.eventsources, bus=bus, secret=secrets)
+    hooks = await asyncio.to_thread(HookRegistrar, bundle.eventsources, secret=secrets)
     gateway = Gateway(routes, bus=bus, metrics=metrics, ready=ready, spool=spool)
     await gateway.start(options.host)
     parts.push_async_callback(gateway.stop)
+    await hooks.start()  # after the listeners are bound: a Git host pings a new hook at once
+    parts.push_async_callback(hooks.stop)  # before gateway.stop: hooks are deleted while we still listen
     for line in gateway.describe(options.host):
         say(line)
     sources = await asyncio.to_thread(NatsSource, bundle.eventsources, secret=secrets, metrics=metrics)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ from sensors.triggers.factory import SecretLookup, build_action
 log = logging.getLogger(__name__)
 
 FETCH_BATCH = 64
-ACK_WAIT = 30.0
+IN_FLIGHT = 64  # messages handled at once per sensor; JetStream's max_ack_pending is well above it
+ACK_WAIT = float(os.environ.get("HOOKGATE_ACK_WAIT", "30"))  # seconds before an unacked message returns
 DEFAULT_MAX_DELIVER = 10
 DEAD_LETTER_TOKEN = "_deadletter"  # a namespace cannot start with "_", so no event subject collides
 TTL_ANNOTATION = "hookgate.dev/condition-ttl"
@@ -199,18 +201,47 @@ class SensorRunner:
         self.metrics.consuming(self.name, True)
 
     async def run(self) -> None:
+        """Keep up to IN_FLIGHT messages being handled; fetch more as each one finishes.
+
+        A rolling window rather than batch by batch: one slow API call or retry backoff holds its
+        own message, not the 63 others that arrived with it.
+        """
         assert self.consumer is not None, "prepare() first"
-        while True:
-            try:
-                deliveries = await self.consumer.fetch(FETCH_BATCH, timeout=1.0)
-            except BusError as e:
-                self.consuming = False
-                log.warning("sensor %s: cannot fetch (%s); retrying", self.name, e)
-                await asyncio.sleep(0.5)  # back off while NATS reconnects; nothing to wait on
-                continue
-            self.consuming = True
-            if deliveries:
-                await asyncio.gather(*(self.handle(d) for d in deliveries))
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                if len(in_flight) >= IN_FLIGHT:
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                for delivery in await self._fetch(IN_FLIGHT - len(in_flight)):
+                    task = asyncio.create_task(self.handle(delivery))
+                    in_flight.add(task)
+                    task.add_done_callback(self._finished(in_flight))
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _fetch(self, room: int) -> list[Delivery]:
+        assert self.consumer is not None
+        try:
+            deliveries = await self.consumer.fetch(min(room, FETCH_BATCH), timeout=1.0)
+        except BusError as e:
+            self.consuming = False
+            log.warning("sensor %s: cannot fetch (%s); retrying", self.name, e)
+            await asyncio.sleep(0.5)  # back off while NATS reconnects; nothing to wait on
+            return []
+        self.consuming = True
+        return deliveries
+
+    def _finished(self, in_flight: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                # A bug, not an outcome: the message stays unacked and comes back after ack_wait.
+                log.error("sensor %s: handling failed", self.name, exc_info=task.exception())
+
+        return done
 
     async def handle(self, delivery: Delivery) -> None:
         try:

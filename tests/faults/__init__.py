@@ -1,0 +1,1 @@
+"""Fault injection: hookgate's delivery guarantees under crashes, bus outages and API errors."""
