@@ -269,11 +269,13 @@ class SensorRunner:
     async def process(self, event: CloudEvent) -> None:
         verdicts = self.compiled.passing(event)
         for dep, verdict in verdicts.items():
-            if verdict.error:
-                log.warning("sensor %s event %s dependency %s: %s", self.name, event.id, dep, verdict.error)
             if not verdict.matched:
+                # Debug, not warning: an event of another type missing a filtered path is routine, and
+                # at thousands of events a second Argo's warning lines were the cost (its PR #2964).
+                # `hookgate_events_discarded_total` counts them; `hookgate test` explains one.
                 self.metrics.discarded(self.name, dep)
-                log.debug("sensor %s event %s discarded by dependency %s", self.name, event.id, dep)
+                log.debug("sensor %s event %s discarded by dependency %s%s", self.name, event.id, dep,
+                          f": {verdict.error}" if verdict.error else "")
                 continue
             for trigger in self.compiled.triggers:
                 if dep in trigger.condition.dependencies:

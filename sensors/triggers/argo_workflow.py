@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,13 +50,14 @@ from sensors.triggers.k8s import (
     wait_for_labels,
 )
 
-__all__ = ["ArgoWorkflowAction", "SubmitWorkflow", "TriggerCompileError", "load_source"]
+__all__ = ["ArgoWorkflowAction", "TriggerCompileError", "load_source"]
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 ARGO = "argoproj.io/v1alpha1"
 TEMPLATE_LABEL = "workflows.argoproj.io/workflow-template"
+TEMPLATE_TTL = 30.0  # seconds a WorkflowTemplate found stays trusted without asking the API again
 CRON_LABEL = "workflows.argoproj.io/cron-workflow"
 
 #: The Workflow change each control operation makes (a JSON merge patch of `spec`).
@@ -86,6 +88,7 @@ class ArgoWorkflowAction:
         self.sensor, self.namespace, self.trigger = sensor, namespace, trigger
         self.cluster = cluster
         self.policy = policy
+        self._templates: dict[tuple[str, str, str | None], tuple[float, Obj]] = {}
         self.sleep = sleep  # between policy.k8s checks; tests pass a fake clock's
         check_policy(policy)
         self._check(spec)
@@ -165,13 +168,28 @@ class ArgoWorkflowAction:
                                  "no such Workflow") from None
         return Outcome(name=describe(kind, name, namespace), created=True, resource=result)
 
+    async def _template(self, kind: str, name: str, namespace: str | None) -> Obj | None:
+        """The referenced template; one found stays trusted for TEMPLATE_TTL, halving the API calls per event.
+
+        A missing one is asked again every time, so a template created after an error is seen at once.
+        """
+        key = (kind, name, namespace)
+        cached = self._templates.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < TEMPLATE_TTL:
+            return cached[1]
+        found = await self.cluster.get(ARGO, kind, name, namespace)
+        if found is not None:
+            self._templates[key] = (now, found)
+        return found
+
     async def _check_template(self, workflow: Obj, namespace: str) -> None:
         template_ref = (workflow.get("spec") or {}).get("workflowTemplateRef")
         if not isinstance(template_ref, dict) or not template_ref.get("name"):
             return
         kind = "ClusterWorkflowTemplate" if template_ref.get("clusterScope") else "WorkflowTemplate"
         scope = None if kind == "ClusterWorkflowTemplate" else namespace
-        found = await self.cluster.get(ARGO, kind, template_ref["name"], scope)
+        found = await self._template(kind, template_ref["name"], scope)
         if found is None:
             where = f" in namespace {namespace}" if scope else ""
             raise PermanentError(f"{kind} {template_ref['name']!r} not found{where}; no Workflow was created")
@@ -179,10 +197,6 @@ class ArgoWorkflowAction:
         if missing:
             raise PermanentError(f"{kind} {template_ref['name']!r} requires parameter(s) {', '.join(missing)} "
                                  "with no default, and the Workflow does not supply them")
-
-
-#: Until the runner calls the factory, it builds this name for every argoWorkflow template.
-SubmitWorkflow = ArgoWorkflowAction
 
 
 def from_template(source: Obj) -> Obj:
