@@ -16,10 +16,11 @@ from functools import partial
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import bitbucket, esfilter, gitea, github, gitlab, logs, webhook
 from gateway.bus import Bus, PublishResult
-from gateway.envelope import CloudEvent
+from gateway.envelope import CloudEvent, json_text
 from gateway.errors import BusError, ManifestError, RequestRejected
 from gateway.metrics import Metrics
 from gateway.models import EventSource, SecretKeySelector, WebhookContext
@@ -33,6 +34,30 @@ Intake = Callable[[Incoming], Accepted]
 ReadyCheck = Callable[[], bool]
 
 HEALTH_PATHS = ("/healthz", "/readyz", "/metrics")
+
+# --- limits on what one client can make a listener hold (aiohttp 3.14; measured in
+# tests/gateway/test_hardening.py). Over a header limit aiohttp's parser answers 400 itself (it has
+# no 431) and closes the connection; none of these reaches a provider.
+#: Request line (method, path, query): 8 KiB, nginx's `large_client_header_buffers` size. Webhook
+#: senders use short paths; a generic `GET` webhook's query string fits with room to spare.
+MAX_LINE_SIZE = 8 * 1024
+#: A header's value (and, separately, its name): 16 KiB, twice aiohttp's 8190 default, so that a
+#: bearer JWT or a proxy-grown header still fits; a whole head stays under MAX_HEADERS x 32 KiB.
+MAX_FIELD_SIZE = 16 * 1024
+#: Header lines per request: senders send about 15 (GitHub, Gitea with its compatibility headers
+#: ~20); proxies add a handful. 100 leaves room and bounds the per-request header work.
+MAX_HEADERS = 100
+#: Idle keep-alive AND header-read bound. aiohttp arms this timer when a connection opens and after
+#: each response, and closes the connection when it fires while no complete request head has
+#: arrived -- the timer is not pushed back by incoming bytes, so headers trickled byte by byte
+#: (slowloris) are cut at this deadline too. aiohttp's default is 3630 s. 75 s, not less: it must
+#: outlast the idle timeout of the proxy or load balancer in front (nginx upstream keepalive and AWS
+#: ALB: 60 s), or the proxy reuses a connection the gateway is closing and the sender gets a 502.
+KEEPALIVE_TIMEOUT = 75.0
+#: Body read bound, from the end of the headers to the last body byte, answered 408. 30 s is the
+#: longest a sender waits for the whole delivery (GitHub Enterprise Server; github.com, GitLab.com
+#: and Bitbucket wait 10 s, Gitea 5 s): a body still trickling after that is no sender's.
+BODY_READ_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +106,6 @@ def build_routes(eventsources: list[EventSource], *, bus: Bus, secret: SecretLoo
                 guarded = esfilter.guard(accept, spec.filter, label=f"{es.name}/{event}")
                 ctx = spec if provider.source_type == "webhook" else spec.webhook
                 routes.append(_route(es, event, provider.source_type, ctx, bus, guarded))
-                _note_registration(es, event, getattr(spec, "wants_hook_registration", lambda: False)())
     _check_conflicts(routes)
     return routes
 
@@ -95,12 +119,6 @@ def _opt_secret(secret: SecretLookup, namespace: str, selector: SecretKeySelecto
     return secret(namespace, selector) if selector else None
 
 
-def _note_registration(es: EventSource, event: str, wanted: bool) -> None:
-    if wanted:
-        log.info("%s/%s asks for hook registration with the Git host: not done yet by hookgate; "
-                 "register the webhook by hand. Serving webhooks anyway.", es.name, event)
-
-
 def _check_conflicts(routes: list[Route]) -> None:
     seen: dict[tuple[int, str], Route] = {}
     for r in routes:
@@ -112,6 +130,24 @@ def _check_conflicts(routes: list[Route]) -> None:
             raise ManifestError(f"port {key[0]} endpoint {key[1]} is already served by {seen[key].label}",
                                 kind="EventSource", name=r.eventsource, path=("spec", r.source_type, r.event))
         seen[key] = r
+
+
+class _HttpLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server logger. A request whose HTTP framing or body encoding is bad (answered 400 by
+    aiohttp's parser, or found again while aiohttp drains the rest of a refused body) is one INFO line
+    naming the error class, not an ERROR with a traceback: any client can send one, and the error
+    text quotes up to 100 bytes of the offending line, which may hold a token."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError | web.RequestPayloadError):
+            cause = exc_info.__cause__
+            self.info("bad HTTP request: %s%s", type(exc_info).__name__,
+                      f" ({type(cause).__name__})" if cause is not None else "")
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
+_http_log = _HttpLog(logging.getLogger("gateway.http"), {})
 
 
 class Listener:
@@ -137,7 +173,9 @@ class Listener:
         return app
 
     async def start(self, host: str) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
+                                     keepalive_timeout=KEEPALIVE_TIMEOUT, max_line_size=MAX_LINE_SIZE,
+                                     max_field_size=MAX_FIELD_SIZE, max_headers=MAX_HEADERS, logger=_http_log)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, self.port, reuse_address=True).start()
 
@@ -160,14 +198,18 @@ class Listener:
         route = self.routes.get(request.path)
         if route is None:
             return web.Response(status=404, text="no EventSource listens on this path\n")
-        logs.event_id.set(next((request.headers[h] for h in logs.DELIVERY_HEADERS if h in request.headers), None))
+        logs.event_id.set(next((json_text(request.headers[h]) for h in logs.DELIVERY_HEADERS
+                                if h in request.headers), None))
         started = time.perf_counter()
         try:
             status, text = await self._accept(route, request)
         except RequestRejected as e:
             self.metrics.rejected(route.eventsource, route.event, e.status)
             log.info("%s rejected %s: %s", route.label, e.status, e.reason)
-            return web.Response(status=e.status, text=e.reason + "\n")
+            response = web.Response(status=e.status, text=e.reason + "\n")
+            if e.status == 408:
+                await _answer_and_close(request, response)
+            return response
         self.metrics.observe(route.eventsource, route.event, time.perf_counter() - started)
         return web.Response(status=status, text=text)
 
@@ -212,16 +254,34 @@ class Listener:
         return self.spool.publish(subject, payload, msg_id=msg_id)
 
 
+async def _answer_and_close(request: web.Request, response: web.Response) -> None:
+    """Send `response`, then close the connection at once. Returned normally, aiohttp would linger
+    after it, reading and discarding what is left of a body still trickling in, for up to another
+    10 s (its lingering_time): a slow client would hold the connection that much longer."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # the transport flushes the answer, then closes
+
+
 async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The body, read as it comes and refused as soon as it passes `limit` (Content-Length or not)."""
     if request.content_length is not None and request.content_length > limit:
         raise RequestRejected(413, f"body of {request.content_length} bytes is over maxPayloadSize ({limit})")
+    body = bytearray()
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestRejected(413, f"body is over maxPayloadSize ({limit})") from None
-    if len(body) > limit:
-        raise RequestRejected(413, f"body of {len(body)} bytes is over maxPayloadSize ({limit})")
-    return body
+        async with asyncio.timeout(BODY_READ_TIMEOUT):
+            while chunk := await request.content.readany():
+                body += chunk
+                if len(body) > limit:
+                    raise RequestRejected(413, f"body is over maxPayloadSize ({limit})")
+    except TimeoutError:
+        raise RequestRejected(408, f"body not received within {BODY_READ_TIMEOUT:g} s") from None
+    except web.RequestPayloadError as e:  # bad chunked framing, short body, bad Content-Encoding
+        raise RequestRejected(400, f"body cannot be read: {e}") from None
+    except ConnectionResetError:  # the client went away; the answer is for the log
+        raise RequestRejected(400, "connection closed before the body was complete") from None
+    return bytes(body)
 
 
 class Gateway:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,12 @@ from gateway.errors import RequestRejected
 from gateway.models import WebhookEventSource
 
 FORM = "application/x-www-form-urlencoded"
+#: Deepest JSON nesting accepted. Real payloads nest under 20 levels; every later walk of the event
+#: (json.dumps here, CEL, JMESPath and templates in the sensors) recurses a few Python frames per
+#: level, and Python stops at 1000 frames, so 256 keeps all of them far from a RecursionError.
+MAX_JSON_DEPTH = 256
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \uD800-\uDFFF: may decode to a lone surrogate
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +73,65 @@ def same_secret(given: str, expected: str) -> bool:
     return hmac.compare_digest(raw_bytes(given), raw_bytes(expected))
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999: valid JSON text, but no float holds it and re-encoding would not be JSON
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _not_json(name: str) -> Any:
+    # Python reads NaN and Infinity; JSON (and Go, on the other side of the bus) does not.
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def parse_json(body: bytes, *, what: str = "body") -> Any:
+    """The JSON value of `body`, nested at most MAX_JSON_DEPTH deep, every string encodable as UTF-8."""
     try:
-        return json.loads(body)
+        # Decoded here, strictly, rather than by json.loads, which lets UTF-8-encoded surrogates through.
+        text = body.decode(json.detect_encoding(body))
+        value = json.loads(text, parse_constant=_not_json, parse_float=_finite)
+    except RecursionError:
+        raise RequestRejected(400, f"{what} is nested more than {MAX_JSON_DEPTH} levels deep") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise RequestRejected(400, f"{what} is not valid JSON: {e}") from None
+    surrogates = _SURROGATE_ESCAPE.search(text) is not None
+    if surrogates and isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict | list) and (surrogates or text.count("[") + text.count("{") > MAX_JSON_DEPTH):
+        _check_json(value, what, surrogates=surrogates)
+    return value
+
+
+def _check_json(value: Any, what: str, *, surrogates: bool) -> None:
+    """Refuse nesting over MAX_JSON_DEPTH; with `surrogates`, replace lone surrogates (which an escape
+    such as "\\ud800" yields and UTF-8 cannot encode) by U+FFFD in place, as Go's encoding/json does.
+    Iterative, so that the check itself cannot run out of stack."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise RequestRejected(400, f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+        if surrogates:
+            _replace_surrogates(node)
+        for item in node.values() if isinstance(node, dict) else node:
+            if isinstance(item, dict | list):
+                pending.append((item, depth + 1))
+
+
+def _replace_surrogates(node: dict[str, Any] | list[Any]) -> None:
+    """The strings directly in `node` (keys too), lone surrogates replaced by U+FFFD."""
+    if isinstance(node, dict):
+        if any(_SURROGATE.search(k) for k in node):
+            items = [(_SURROGATE.sub("\ufffd", k), v) for k, v in node.items()]
+            node.clear()
+            node.update(items)
+        slots: Any = node.items()
+    else:
+        slots = enumerate(node)
+    for key, item in list(slots):
+        if isinstance(item, str) and _SURROGATE.search(item):
+            node[key] = _SURROGATE.sub("\ufffd", item)
 
 
 def form_lists(text: str) -> dict[str, list[str]]:
