@@ -7,6 +7,7 @@ a NATS publisher outside hookgate sends (see the README's bus contract).
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,9 +49,15 @@ class CloudEvent:
             "time": format_time(self.time),
         }
 
-    def to_json(self) -> bytes:
-        return json.dumps({**self.context(), "data": self.data}, separators=(",", ":"),
-                          ensure_ascii=False).encode()
+    def to_json(self, *, raw_body: bytes | None = None) -> bytes:
+        """The structured-mode JSON. With `raw_body`, `data["body"]` is that JSON text, spliced in as is."""
+        if raw_body is None or not isinstance(self.data, dict) or "body" not in self.data:
+            return json.dumps({**self.context(), "data": self.data}, separators=(",", ":"),
+                              ensure_ascii=False).encode()
+        members = [b'"body":' + raw_body if k == "body" else
+                   f"{json.dumps(k)}:{json.dumps(v, separators=(',', ':'))}".encode() for k, v in self.data.items()]
+        head = json.dumps(self.context(), separators=(",", ":")).encode()
+        return head[:-1] + b',"data":{' + b",".join(members) + b"}}"
 
     @classmethod
     def from_json(cls, raw: bytes) -> CloudEvent:
@@ -103,6 +110,7 @@ def parse_time(value: Any) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
+@functools.lru_cache(maxsize=1024)  # the same few dozen header names arrive with every request
 def canonical_header(name: str) -> str:
     """Go's canonical header form, as in Argo's header maps: `x-github-event` → `X-Github-Event`."""
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 from gateway.envelope import header_map
 from gateway.errors import RequestRejected
 from gateway.models import GithubEventSource
-from gateway.webhook import FORM, Accepted, Incoming, content_id, parse_json, raw_bytes
+from gateway.webhook import FORM, Accepted, Incoming, content_id, parse_json, raw_bytes, raw_json, with_members
 
 _HASHES = {"sha256": hashlib.sha256, "sha1": hashlib.sha1, "sha512": hashlib.sha512}
 
@@ -66,8 +66,10 @@ def accept(spec: GithubEventSource, incoming: Incoming, *, secret: str | None) -
     if not isinstance(body, dict):
         raise RequestRejected(400, "a GitHub payload must be a JSON object")
     # Argo Events adds these two keys to the body; sensors written for it filter on them.
-    body = {**body, "X-GitHub-Event": event, "X-GitHub-Delivery": delivery}
-    data: dict[str, Any] = {"headers": header_map(incoming.header_items), "body": body}
+    added = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery}
+    raw = raw_json(incoming)
+    raw_body = with_members(raw, added, empty=not body) if raw is not None else None
+    data: dict[str, Any] = {"headers": header_map(incoming.header_items), "body": {**body, **added}}
     if spec.metadata:
         data["metadata"] = dict(spec.metadata)
-    return Accepted(event_id=event_id, data=data)
+    return Accepted(event_id=event_id, data=data, raw_body=raw_body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -11,6 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         labels = ["eventsource", "event"]
         self._received = Counter("hookgate_events_received_total", "Requests a provider accepted",
                                  labels, registry=self.registry)
@@ -41,35 +43,43 @@ class Metrics:
         self._spool_bytes = Gauge("hookgate_spool_bytes", "Bytes on disk of the events in the gateway's spool",
                                   registry=self.registry)
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # prometheus_client's labels() hashes and locks on every call; the per-route children are few.
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def received(self, eventsource: str, event: str) -> None:
-        self._received.labels(eventsource, event).inc()
+        self._child(self._received, eventsource, event).inc()
 
     def rejected(self, eventsource: str, event: str, status: int) -> None:
-        self._rejected.labels(eventsource, event, str(status)).inc()
+        self._child(self._rejected, eventsource, event, str(status)).inc()
 
     def published(self, eventsource: str, event: str, *, duplicate: bool) -> None:
-        self._published.labels(eventsource, event, "true" if duplicate else "false").inc()
+        self._child(self._published, eventsource, event, "true" if duplicate else "false").inc()
 
     def observe(self, eventsource: str, event: str, seconds: float) -> None:
-        self._latency.labels(eventsource, event).observe(seconds)
+        self._child(self._latency, eventsource, event).observe(seconds)
 
     def fired(self, sensor: str, trigger: str) -> None:
-        self._fired.labels(sensor, trigger).inc()
+        self._child(self._fired, sensor, trigger).inc()
 
     def failed(self, sensor: str, trigger: str, reason: str) -> None:
-        self._failed.labels(sensor, trigger, reason).inc()
+        self._child(self._failed, sensor, trigger, reason).inc()
 
     def discarded(self, sensor: str, dependency: str) -> None:
-        self._filtered.labels(sensor, dependency).inc()
+        self._child(self._filtered, sensor, dependency).inc()
 
     def matched(self, sensor: str, dependency: str) -> None:
-        self._matched.labels(sensor, dependency).inc()
+        self._child(self._matched, sensor, dependency).inc()
 
     def consuming(self, sensor: str, on: bool) -> None:
-        self._consumers.labels(sensor).set(1 if on else 0)
+        self._child(self._consumers, sensor).set(1 if on else 0)
 
     def spooled(self, eventsource: str, event: str) -> None:
-        self._spooled.labels(eventsource, event).inc()
+        self._child(self._spooled, eventsource, event).inc()
 
     def watch_spool(self, depth: Callable[[], tuple[int, int]]) -> None:
         """Read the spool's (events, bytes) at scrape time, so the hot path never updates a gauge."""

@@ -140,14 +140,16 @@ def test_restart_on_the_same_data_dir_neither_loses_nor_repeats(tmp_path: Path, 
 
 def test_log_lines_are_json_and_carry_the_delivery_id(seed_up: tuple[str, Path, Any]) -> None:
     url, out, proc = seed_up
+    assert post(url, merge_request("opened", iid=22, branch="x"), gitlab_headers("wrong", key="log-bad-22")) == 403
     assert post(url, merge_request("opened", iid=21, branch="logs"), gitlab_headers(key="log-key-21")) == 200
     wait_for(lambda: workflows(out), what="the Workflow")
 
-    def tagged() -> list[dict[str, Any]]:
+    def tagged(key: str, logger: str) -> list[dict[str, Any]]:
         lines = [json.loads(x) for x in list(proc.stderr) if x.startswith("{")]
-        return [x for x in lines if x.get("event_id") == "log-key-21"]
+        return [x for x in lines if x.get("event_id") == key and x["logger"] == logger]
 
-    lines = wait_for(lambda: (t := tagged()) and {x["logger"] for x in t} >= {"gateway.server", "sensors.runner"}
-                     and t, what="gateway and sensor lines tagged with the delivery id")
-    assert all(set(x) >= {"time", "level", "logger", "msg"} for x in lines)
-    assert TOKEN not in "\n".join(proc.stderr)
+    refused = wait_for(lambda: tagged("log-bad-22", "gateway.server"), what="the refusal, tagged")
+    fired = wait_for(lambda: tagged("log-key-21", "sensors.runner"), what="the sensor's line, tagged")
+    assert all(set(x) >= {"time", "level", "logger", "msg"} for x in refused + fired)
+    assert "403" in refused[0]["msg"]
+    assert TOKEN not in "\n".join(proc.stderr) and "wrong" not in "\n".join(proc.stderr)
