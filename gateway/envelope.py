@@ -65,6 +65,8 @@ class CloudEvent:
             doc = json.loads(raw)
         except ValueError as e:
             raise EnvelopeError(f"not JSON: {e}") from None
+        except RecursionError:
+            raise EnvelopeError("nested too deeply to read") from None
         return cls.from_dict(doc)
 
     @classmethod

@@ -699,10 +699,11 @@ class EventFilter:
     program: Any
 
     def evaluate(self, data: Mapping[str, Any]) -> Verdict:
-        params = parameters(data)
-        activation: dict[str, Any] = {cel: _cel(params.get(name)) for name, cel in self.variables.items()}
-        activation.update(self.constants)
         try:
+            # Converting the data is inside the try too: a body nested hundreds deep exhausts the stack.
+            params = parameters(data)
+            activation: dict[str, Any] = {cel: _cel(params.get(name)) for name, cel in self.variables.items()}
+            activation.update(self.constants)
             result = self.program.evaluate(activation)
         except CELEvalError as e:
             return Verdict(False, f"filter.expression {self.expression!r} failed: {_cel_message(e)}", error=True)

@@ -253,7 +253,11 @@ class SensorRunner:
         heartbeat = asyncio.create_task(_keep_alive(delivery))
         try:
             await self.process(event)
-        except TemporaryError as e:
+        except Exception as e:  # TemporaryError, and bugs or data no code path expected
+            if not isinstance(e, TemporaryError):
+                # e.g. an event nested so deep that a recursive step runs out of stack: retried like a
+                # temporary failure, so it ends on the dead-letter subject instead of looping forever.
+                log.error("sensor %s event %s: unexpected %s", self.name, event.id, type(e).__name__, exc_info=e)
             if delivery.attempt >= self.max_deliver:
                 await self._dead_letter(delivery, event, f"gave up after {delivery.attempt} deliveries: {e}")
                 return

@@ -164,3 +164,8 @@ def test_header_bytes_that_are_not_utf8_become_replacement_characters_as_go_json
     mapped = header_map([("X-Note", b"caf\xe9".decode("utf-8", "surrogateescape"))])
     assert mapped == {"X-Note": ["caf\ufffd"]}
     assert "caf\ufffd".encode() in event(data={"header": mapped}).to_json()
+
+
+def test_a_message_nested_too_deeply_is_an_envelope_error_not_a_crash() -> None:
+    with pytest.raises(EnvelopeError, match="nested too deeply"):
+        CloudEvent.from_json(b"[" * 100_000 + b"]" * 100_000)
