@@ -269,6 +269,12 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     """The body, read as it comes and refused as soon as it passes `limit` (Content-Length or not)."""
     if request.content_length is not None and request.content_length > limit:
         raise RequestRejected(413, f"body of {request.content_length} bytes is over maxPayloadSize ({limit})")
+    if request.content.is_eof() and request.content_length is not None:
+        # Already all here (a small body arrives with its headers): no deadline to arm or cancel.
+        whole = request.content.read_nowait()
+        if len(whole) == request.content_length:
+            return whole
+        raise RequestRejected(400, "body shorter than its Content-Length")
     body = bytearray()
     try:
         async with asyncio.timeout(BODY_READ_TIMEOUT):
