@@ -123,6 +123,16 @@ def _dynamic_client(api: Any, timeout: float) -> Any:
     return TimedClient(api, cache_file=never, discoverer=MemoryDiscoverer)
 
 
+#: (apiVersion, kind) → (group, version, plural, namespaced) for the kinds the argoWorkflow trigger uses.
+ARGO_RESOURCES: dict[tuple[str, str], tuple[str, str, str, bool]] = {
+    ("argoproj.io/v1alpha1", "Workflow"): ("argoproj.io", "v1alpha1", "workflows", True),
+    ("argoproj.io/v1alpha1", "WorkflowTemplate"): ("argoproj.io", "v1alpha1", "workflowtemplates", True),
+    ("argoproj.io/v1alpha1", "ClusterWorkflowTemplate"): ("argoproj.io", "v1alpha1", "clusterworkflowtemplates",
+                                                           False),
+    ("argoproj.io/v1alpha1", "CronWorkflow"): ("argoproj.io", "v1alpha1", "cronworkflows", True),
+}
+
+
 class KubeCluster:
     dry_run = False
 
@@ -143,6 +153,7 @@ class KubeCluster:
         self._timeout = timeout
         self._dynamic: Any = None
         self._discovery = threading.Lock()  # the client's discovery cache is not thread-safe
+        self._custom = client.CustomObjectsApi(api)
 
     @property
     def host(self) -> str:
@@ -175,12 +186,33 @@ class KubeCluster:
         except (urllib3.exceptions.HTTPError, OSError) as e:  # timeouts, refused, reset: the API did not answer
             raise TemporaryError(f"Kubernetes API unreachable: {type(e).__name__}: {e}") from None
 
+    # Argo's own kinds, the hot path, skip discovery and the dynamic client's wrapping: a known
+    # URL and a plain dict cost a third of the client time, with no lock shared between threads.
+    def _create_argo(self, argo: tuple[str, str, str, bool], obj: Obj, namespace: str | None) -> Obj:
+        group, version, plural, namespaced = argo
+        if namespaced:
+            return dict(self._custom.create_namespaced_custom_object(
+                group, version, namespace or "default", plural, obj, _request_timeout=self._timeout))
+        return dict(self._custom.create_cluster_custom_object(group, version, plural, _without_namespace(obj),
+                                                              _request_timeout=self._timeout))
+
+    def _get_argo(self, argo: tuple[str, str, str, bool], name: str, namespace: str | None) -> Obj:
+        group, version, plural, namespaced = argo
+        if namespaced:
+            return dict(self._custom.get_namespaced_custom_object(group, version, namespace or "default", plural,
+                                                                  name, _request_timeout=self._timeout))
+        return dict(self._custom.get_cluster_custom_object(group, version, plural, name,
+                                                           _request_timeout=self._timeout))
+
     # -- operations --
 
     async def create(self, obj: Obj, namespace: str | None) -> Obj:
         from kubernetes.client.exceptions import ApiException
 
         def call() -> Obj:
+            argo = ARGO_RESOURCES.get((obj["apiVersion"], obj["kind"]))
+            if argo is not None:
+                return self._create_argo(argo, obj, namespace)
             res, ns = self._scoped(obj["apiVersion"], obj["kind"], namespace)
             body = obj if ns is not None else _without_namespace(obj)
             return dict(self._dynamic.create(res, body=body, namespace=ns).to_dict())
@@ -201,6 +233,9 @@ class KubeCluster:
         from kubernetes.client.exceptions import ApiException
 
         def call() -> Obj:
+            argo = ARGO_RESOURCES.get((api_version, kind))
+            if argo is not None:
+                return self._get_argo(argo, name, namespace)
             res, ns = self._scoped(api_version, kind, namespace)
             return dict(self._dynamic.get(res, name=name, namespace=ns).to_dict())
 
