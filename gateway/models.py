@@ -422,11 +422,11 @@ class EventSourceSpec(Model):
     stripe: Unsupported(_OTHER_SOURCE) = None
 
 
-class EventSource(Model):
+class ArgoObject(Model):
+    """What every argoproj.io kind hookgate runs has: identity, and a status it leaves alone."""
+
     apiVersion: Literal["argoproj.io/v1alpha1"]
-    kind: Literal["EventSource"]
     metadata: ObjectMeta
-    spec: EventSourceSpec
     status: DeploymentSetting = None
 
     @property
@@ -436,3 +436,8 @@ class EventSource(Model):
     @property
     def namespace(self) -> str:
         return self.metadata.namespace or "default"
+
+
+class EventSource(ArgoObject):
+    kind: Literal["EventSource"]
+    spec: EventSourceSpec

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from gateway.models import DeploymentSetting, Model, ObjectMeta, SecretKeySelector, Unsupported
+from gateway.models import ArgoObject, DeploymentSetting, Model, ObjectMeta, SecretKeySelector, Unsupported
 
 LogicalOperator = Literal["", "and", "or"]
 
@@ -276,20 +276,9 @@ class SensorSpec(Model):
         return self
 
 
-class Sensor(Model):
-    apiVersion: Literal["argoproj.io/v1alpha1"]
+class Sensor(ArgoObject):
     kind: Literal["Sensor"]
-    metadata: ObjectMeta
     spec: SensorSpec
-    status: DeploymentSetting = None
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name or ""
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace or "default"
 
 
 class WorkflowTemplate(BaseModel):
