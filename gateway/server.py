@@ -54,6 +54,7 @@ MAX_HEADERS = 100
 #: outlast the idle timeout of the proxy or load balancer in front (nginx upstream keepalive and AWS
 #: ALB: 60 s), or the proxy reuses a connection the gateway is closing and the sender gets a 502.
 KEEPALIVE_TIMEOUT = 75.0
+LINGERING_TIME = 1.0  # after refusing a body, seconds spent draining it so the answer arrives (aiohttp: 10)
 #: Body read bound, from the end of the headers to the last body byte, answered 408. 30 s is the
 #: longest a sender waits for the whole delivery (GitHub Enterprise Server; github.com, GitLab.com
 #: and Bitbucket wait 10 s, Gitea 5 s): a body still trickling after that is no sender's.
@@ -175,7 +176,8 @@ class Listener:
     async def start(self, host: str) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
                                      keepalive_timeout=KEEPALIVE_TIMEOUT, max_line_size=MAX_LINE_SIZE,
-                                     max_field_size=MAX_FIELD_SIZE, max_headers=MAX_HEADERS, logger=_http_log)
+                                     max_field_size=MAX_FIELD_SIZE, max_headers=MAX_HEADERS, logger=_http_log,
+                                     lingering_time=LINGERING_TIME)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, self.port, reuse_address=True).start()
 
@@ -208,7 +210,9 @@ class Listener:
             log.info("%s rejected %s: %s", route.label, e.status, e.reason)
             response = web.Response(status=e.status, text=e.reason + "\n")
             if e.status == 408:
-                await _answer_and_close(request, response)
+                # Connection: close, then aiohttp reads and drops what still trickles in, for at most
+                # LINGERING_TIME: closing at once would let the kernel's reset destroy the 408 in flight.
+                response.force_close()
             return response
         self.metrics.observe(route.eventsource, route.event, time.perf_counter() - started)
         return web.Response(status=status, text=text)
@@ -253,16 +257,6 @@ class Listener:
         if self.spool is None:
             return self.bus.publish(subject, payload, msg_id=msg_id)
         return self.spool.publish(subject, payload, msg_id=msg_id)
-
-
-async def _answer_and_close(request: web.Request, response: web.Response) -> None:
-    """Send `response`, then close the connection at once. Returned normally, aiohttp would linger
-    after it, reading and discarding what is left of a body still trickling in, for up to another
-    10 s (its lingering_time): a slow client would hold the connection that much longer."""
-    response.force_close()
-    await response.prepare(request)
-    await response.write_eof()
-    request.protocol.force_close()  # the transport flushes the answer, then closes
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
