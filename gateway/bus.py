@@ -24,7 +24,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
 
-from gateway.errors import BusError, BusUnavailable
+from gateway.errors import BusError, BusUnavailable, EventTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,12 @@ class StreamSettings:
             max_age=self.max_age, max_bytes=self.max_bytes, max_msgs=self.max_msgs,
             max_msg_size=self.max_msg_size, duplicate_window=self.duplicate_window,
             num_replicas=self.replicas)
+
+
+def check_size(payload: bytes, settings: StreamSettings) -> None:
+    """Refuse what the stream can never take, before it is spooled or retried (1 KiB for headers)."""
+    if len(payload) > settings.max_msg_size - 1024:
+        raise EventTooLarge(f"the event is {len(payload)} bytes; the bus takes at most {settings.max_msg_size}")
 
 
 def token(name: str) -> str:
@@ -141,6 +147,7 @@ class Bus:
 
     async def publish(self, subject: str, payload: bytes, *, msg_id: str, timeout: float = 5.0) -> PublishResult:
         """Return once JetStream has the message on disk; raise BusUnavailable otherwise."""
+        check_size(payload, self.settings)
         if not self.connected:
             # While reconnecting, nats-py would buffer the message and send it after the reconnect,
             # long after this request timed out and the sender was told it was not kept.
@@ -150,6 +157,10 @@ class Bus:
                                         headers={"Nats-Msg-Id": msg_id})
         except nats.js.errors.APIError as e:
             raise BusError(f"JetStream refused the event: {e.description or e}") from e
+        except nats.errors.MaxPayloadError:
+            # A NATS server with a smaller max_payload than the stream's limit (1 MiB is its default).
+            raise EventTooLarge(f"the event is {len(payload)} bytes, over the NATS server's max_payload "
+                                f"({self._nc.max_payload if self._nc else '?'})") from None
         except (nats.errors.Error, TimeoutError, OSError) as e:
             raise BusUnavailable(f"JetStream did not acknowledge: {type(e).__name__}") from e
         return PublishResult(sequence=ack.seq, duplicate=bool(ack.duplicate))

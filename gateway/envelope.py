@@ -82,6 +82,8 @@ class CloudEvent:
 
             try:
                 data = json.loads(base64.b64decode(doc["data_base64"]))
+            except RecursionError:
+                raise EnvelopeError("data_base64 is nested too deeply to read") from None
             except ValueError as e:
                 raise EnvelopeError(f"data_base64 is not base64 JSON: {e}") from None
         return cls(

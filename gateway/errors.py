@@ -4,7 +4,8 @@
     ├── ManifestError        a manifest that cannot be loaded: file, document index, field path
     ├── RequestRejected      a webhook request refused with an HTTP status and a short reason
     └── BusError             the bus cannot take or give messages right now
-        └── BusUnavailable   not connected, or JetStream did not acknowledge in time
+        ├── BusUnavailable   not connected, or JetStream did not acknowledge in time
+        └── EventTooLarge    over the bus's message size: no retry can help
 
 Messages never contain secret values: callers pass names of secrets, never their contents.
 """
@@ -58,4 +59,8 @@ class BusError(HookgateError):
 
 
 class BusUnavailable(BusError):
+    pass
+
+
+class EventTooLarge(BusError):
     pass

@@ -21,7 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from gateway import bitbucket, esfilter, gitea, github, gitlab, logs, webhook
 from gateway.bus import Bus, PublishResult
 from gateway.envelope import CloudEvent, json_text
-from gateway.errors import BusError, ManifestError, RequestRejected
+from gateway.errors import BusError, EventTooLarge, ManifestError, RequestRejected
 from gateway.metrics import Metrics
 from gateway.models import EventSource, SecretKeySelector, WebhookContext
 from gateway.spool import Spool, Spooled, SpoolError, SpoolFull
@@ -235,6 +235,8 @@ class Listener:
         msg_id = f"{route.namespace}/{route.eventsource}/{route.event}/{accepted.event_id}"
         try:
             result = await self._publish(route.subject, event.to_json(raw_body=accepted.raw_body), msg_id)
+        except EventTooLarge as e:
+            raise RequestRejected(413, str(e)) from None
         except (BusError, SpoolError) as e:
             self.metrics.rejected(route.eventsource, route.event, 503)
             log.warning("%s delivery %s not kept: %s", route.label, accepted.event_id, e)

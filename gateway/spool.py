@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from gateway.bus import Bus, PublishResult
+from gateway.bus import Bus, PublishResult, check_size
 from gateway.errors import BusError, BusUnavailable, HookgateError
 
 log = logging.getLogger(__name__)
@@ -589,6 +589,7 @@ class Spool:
         keep it. While the spool holds anything, new events queue behind it so that events reach
         the stream in the order they were acknowledged to their senders.
         """
+        check_size(payload, self.bus.settings)  # never spool what could never be drained
         if self.empty and self.bus.connected:
             try:
                 return await self.bus.publish(subject, payload, msg_id=msg_id)

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from gateway import logs
 from gateway.bus import Bus, Consumer, Delivery, token
-from gateway.envelope import CloudEvent, EnvelopeError
+from gateway.envelope import CloudEvent
 from gateway.errors import BusError, ManifestError
 from gateway.metrics import Metrics
 from sensors import conditions, cron, filters, params, retry
@@ -246,7 +246,7 @@ class SensorRunner:
     async def handle(self, delivery: Delivery) -> None:
         try:
             event = CloudEvent.from_json(delivery.data)
-        except EnvelopeError as e:
+        except Exception as e:  # EnvelopeError, and whatever else an outside publisher's bytes provoke
             await self._dead_letter(delivery, None, f"not a CloudEvent: {e}")
             return
         logs.event_id.set(event.id)

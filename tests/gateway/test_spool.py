@@ -13,7 +13,8 @@ import aiohttp
 import nats
 import pytest
 
-from gateway.bus import Bus, PublishResult
+from gateway.bus import Bus, PublishResult, StreamSettings
+from gateway.errors import EventTooLarge
 from gateway.metrics import Metrics
 from gateway.server import Gateway, build_routes
 from gateway.spool import Position, Record, Spool, Spooled, SpoolError, SpoolFull, SpoolLog, encode
@@ -413,3 +414,15 @@ async def test_a_full_spool_means_503_and_the_depth_is_in_the_metrics(
         assert 'hookgate_events_spooled_total{event="mr",eventsource="gitlab-es"} 2.0' in text
     finally:
         await gateway.stop()
+
+
+async def test_an_event_the_bus_could_never_take_is_refused_not_spooled(tmp_path: Path) -> None:
+    bus = Bus("nats://127.0.0.1:1", StreamSettings(max_msg_size=64 * 1024))  # never connected: NATS "down"
+    spool = Spool(tmp_path / "spool", bus)
+    await spool.open()
+    try:
+        with pytest.raises(EventTooLarge):
+            await spool.publish("hookgate.x.y.z", b"x" * 65 * 1024, msg_id="big")
+        assert spool.depth() == (0, 0)
+    finally:
+        await spool.close()
