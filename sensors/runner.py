@@ -295,16 +295,17 @@ class SensorRunner:
             decision = conditions.correlate(trigger.condition, saved, dep, event)
             return decision.fire, dict(decision.events)
 
-        fire, events = await self.state.update(trigger.name, decide,
+        fire, events = await self.state.update(trigger.name, decide, event_id=event.id,
                                                not_before=trigger.last_reset(datetime.now(UTC)))
         if not fire:
             return
         try:
             await self._fire(trigger, events)
-        except TemporaryError:
-            # The saved halves were cleared when the condition held; put them back so that the
-            # redelivery of this event finds them and fires the same (idempotently named) action.
-            await self.state.restore(trigger.name, {d: e for d, e in events.items() if d != dep})
+        except BaseException:
+            # Temporary failure, bug or shutdown: the saved halves were cleared when the condition
+            # held. Put them back (shielded from the cancellation) so that the redelivery of this
+            # event finds them and fires the same, idempotently named, action.
+            await asyncio.shield(self.state.restore(trigger.name, dict(events), current=dep))
             raise
 
     async def _fire(self, trigger: CompiledTrigger, events: Mapping[str, CloudEvent]) -> None:

@@ -13,6 +13,7 @@ import json
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import nats.js.errors
@@ -23,6 +24,9 @@ from sensors.triggers import TemporaryError
 
 Decide = Callable[[dict[str, CloudEvent]], tuple[bool, dict[str, CloudEvent]]]
 MAX_RACES = 50
+FIRED_KEY = "__fired__"  # not a dependency name: those are DNS-style names
+# As long as the stream's duplicate window: older redeliveries are caught by the Workflow's name.
+FIRED_TTL = 24 * 3600.0
 
 
 def bucket_name(namespace: str, sensor: str) -> str:
@@ -31,6 +35,15 @@ def bucket_name(namespace: str, sensor: str) -> str:
 
 def trigger_key(trigger: str) -> str:
     return "t_" + hashlib.sha256(trigger.encode()).hexdigest()[:24]
+
+
+@dataclass
+class _State:
+    """One trigger's key: the saved halves, and the ids of events that already fired (with when)."""
+
+    saved: dict[str, CloudEvent] = field(default_factory=dict)
+    fired: dict[str, float] = field(default_factory=dict)
+    revision: int = 0
 
 
 class ConditionState:
@@ -44,42 +57,43 @@ class ConditionState:
     async def open(self) -> None:
         self._kv = await self._bus.key_value(self._bucket)
 
-    async def update(self, trigger: str, decide: Decide, *, not_before: float | None = None
-                     ) -> tuple[bool, dict[str, CloudEvent]]:
+    async def update(self, trigger: str, decide: Decide, *, not_before: float | None = None,
+                     event_id: str | None = None) -> tuple[bool, dict[str, CloudEvent]]:
         """Run `decide(saved)` → (fire, events) and store the outcome atomically.
 
-        When it fires, the saved events of the trigger are cleared; otherwise `events` is stored.
+        When it fires, the saved halves are cleared and the ids of the events it fired with are
+        remembered for FIRED_TTL: a redelivery of one of them (a lost ack) is then recognised and
+        does nothing, instead of pairing again into a second Workflow. Otherwise `events` is stored.
         Saved events older than `not_before` (a reset) or than the TTL are treated as absent.
         """
         key = trigger_key(trigger)
         # One writer per key in this process; compare-and-set settles races with other replicas.
         async with self._locks.setdefault(key, asyncio.Lock()):
-            return await self._update(key, decide, not_before)
-
-    async def _update(self, key: str, decide: Decide, not_before: float | None
-                      ) -> tuple[bool, dict[str, CloudEvent]]:
-        for attempt in range(MAX_RACES):
-            saved, revision = await self._read(key, not_before)
-            fire, events = decide(saved)
-            try:
-                if fire:
-                    if revision:
-                        await self._kv.delete(key, last=revision)
-                elif revision:
-                    await self._kv.update(key, _encode(events), last=revision)
-                else:
-                    await self._kv.create(key, _encode(events))
-            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.APIError):
+            for attempt in range(MAX_RACES):
+                state = await self._read(key, not_before)
+                if event_id is not None and event_id in state.fired:
+                    return False, {}  # already fired with this event: a redelivery
+                fire, events = decide(state.saved)
+                fired = {**state.fired, **{ev.id: time.time() for ev in events.values()}} if fire else state.fired
+                if await self._write(key, {} if fire else events, fired, state.revision):
+                    return fire, events
                 # Another replica changed the key since we read it: decide again, after a jittered pause.
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-                continue
-            return fire, events
         raise TemporaryError(f"condition state {key} kept changing under us; will retry")
 
-    async def restore(self, trigger: str, events: dict[str, CloudEvent]) -> None:
-        """Put saved halves back after a failed fire; a half saved since then is newer and wins."""
-        if events:
-            await self.update(trigger, lambda saved: (False, {**events, **saved}))
+    async def restore(self, trigger: str, events: dict[str, CloudEvent], *, current: str) -> None:
+        """After a fire that did not complete: put the other halves back (a half saved since then is
+        newer and wins) and forget that these events fired, so the redelivery of `current` fires again."""
+        key = trigger_key(trigger)
+        ids = {ev.id for ev in events.values()}
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            for _ in range(MAX_RACES):
+                state = await self._read(key, None)
+                saved = {**{d: e for d, e in events.items() if d != current}, **state.saved}
+                fired = {i: t for i, t in state.fired.items() if i not in ids}
+                if await self._write(key, saved, fired, state.revision):
+                    return
+        raise TemporaryError(f"condition state {key} kept changing under us; will retry")
 
     async def clear(self, trigger: str) -> None:
         try:
@@ -87,23 +101,40 @@ class ConditionState:
         except nats.js.errors.KeyNotFoundError:
             pass
 
-    async def _read(self, key: str, not_before: float | None) -> tuple[dict[str, CloudEvent], int]:
+    async def _write(self, key: str, saved: dict[str, CloudEvent], fired: dict[str, float], revision: int) -> bool:
+        value = _encode(saved, fired)
+        try:
+            if revision:
+                await self._kv.update(key, value, last=revision)
+            else:
+                await self._kv.create(key, value)  # also takes over a deleted key's tombstone
+        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.APIError):
+            return False
+        return True
+
+    async def _read(self, key: str, not_before: float | None) -> _State:
         try:
             entry = await self._kv.get(key)
         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-            return {}, 0  # `create` also takes over a deleted key's tombstone
+            return _State()
         if not entry.value:
-            return {}, int(entry.revision)
-        return self._decode(entry.value, not_before), int(entry.revision)
+            return _State(revision=int(entry.revision))
+        return self._decode(entry.value, not_before, int(entry.revision))
 
-    def _decode(self, raw: bytes, not_before: float | None) -> dict[str, CloudEvent]:
+    def _decode(self, raw: bytes, not_before: float | None, revision: int) -> _State:
         doc = json.loads(raw)
-        cutoffs = [c for c in (not_before, time.time() - self._ttl if self._ttl else None) if c is not None]
+        now = time.time()
+        fired = {i: t for i, t in doc.pop(FIRED_KEY, {}).items() if t >= now - FIRED_TTL}
+        cutoffs = [c for c in (not_before, now - self._ttl if self._ttl else None) if c is not None]
         cutoff = max(cutoffs) if cutoffs else None
-        return {dep: CloudEvent.from_dict(item["event"]) for dep, item in doc.items()
-                if cutoff is None or item.get("saved", 0) >= cutoff}
+        saved = {dep: CloudEvent.from_dict(item["event"]) for dep, item in doc.items()
+                 if cutoff is None or item.get("saved", 0) >= cutoff}
+        return _State(saved=saved, fired=fired, revision=revision)
 
 
-def _encode(events: dict[str, CloudEvent]) -> bytes:
+def _encode(events: dict[str, CloudEvent], fired: dict[str, float]) -> bytes:
     now = time.time()
-    return json.dumps({dep: {"saved": now, "event": json.loads(ev.to_json())} for dep, ev in events.items()}).encode()
+    doc: dict[str, Any] = {dep: {"saved": now, "event": json.loads(ev.to_json())} for dep, ev in events.items()}
+    if fired:
+        doc[FIRED_KEY] = fired
+    return json.dumps(doc).encode()

@@ -50,14 +50,36 @@ async def test_two_replicas_racing_lose_no_update(nats_server: NatsServer, bus: 
 async def test_firing_clears_and_restore_puts_back_without_overwriting_newer(bus: Bus) -> None:
     state = await replica(bus)
     await state.update("t", lambda saved: (False, {"a": event(1)}))
-    fired, events = await state.update("t", lambda saved: (True, {**saved, "b": event(2)}))
+    fired, events = await state.update("t", lambda saved: (True, {**saved, "b": event(2)}), event_id="e2")
     assert fired and sorted(events) == ["a", "b"]
     _, after = await state.update("t", lambda saved: (False, saved))
     assert after == {}
     await state.update("t", lambda saved: (False, {"a": event(3)}))
-    await state.restore("t", {"a": event(1), "c": event(4)})
+    await state.restore("t", {"a": event(1), "c": event(4), "b": event(2)}, current="b")
     _, restored = await state.update("t", lambda saved: (False, saved))
     assert {dep: ev.id for dep, ev in restored.items()} == {"a": "e3", "c": "e4"}
+
+
+async def test_a_redelivered_event_that_already_fired_does_not_pair_again(bus: Bus) -> None:
+    state = await replica(bus)
+    await state.update("t", lambda saved: (False, {"a": event(1)}), event_id="e1")
+    fired, _ = await state.update("t", lambda saved: (True, {**saved, "b": event(2)}), event_id="e2")
+    assert fired
+    # The ack of e2 was lost: it comes back. It must neither fire nor wait as a half.
+    again, events = await state.update("t", lambda saved: (False, {**saved, "b": event(2)}), event_id="e2")
+    assert (again, events) == (False, {})
+    fired_again, _ = await state.update("t", lambda saved: ("b" in saved, {**saved, "a": event(3)}),
+                                        event_id="e3")
+    assert not fired_again  # a new a finds no b to pair with
+
+
+async def test_a_fire_that_did_not_complete_can_fire_again_on_redelivery(bus: Bus) -> None:
+    state = await replica(bus)
+    await state.update("t", lambda saved: (False, {"a": event(1)}), event_id="e1")
+    _, events = await state.update("t", lambda saved: (True, {**saved, "b": event(2)}), event_id="e2")
+    await state.restore("t", events, current="b")
+    fired, again = await state.update("t", lambda saved: ("a" in saved, {**saved, "b": event(2)}), event_id="e2")
+    assert fired and {dep: ev.id for dep, ev in again.items()} == {"a": "e1", "b": "e2"}
 
 
 async def test_halves_saved_before_a_reset_no_longer_count(bus: Bus) -> None:
