@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from gateway import logs
 from gateway.bus import Bus, Consumer, Delivery, token
 from gateway.envelope import CloudEvent
-from gateway.errors import BusError, ManifestError
+from gateway.errors import BusError, EventTooLarge, ManifestError
 from gateway.metrics import Metrics
 from sensors import conditions, cron, filters, params, retry
 from sensors.kube import Cluster
@@ -372,14 +372,22 @@ class SensorRunner:
 
     async def _record(self, trigger: str, events: Mapping[str, CloudEvent], error: str, *,
                       raw: bytes | None = None, sequence: int | None = None) -> None:
-        record = {"sensor": self.name, "namespace": self.compiled.sensor.namespace, "trigger": trigger,
-                  "error": error, "time": datetime.now(UTC).isoformat(),
-                  "events": {dep: json.loads(ev.to_json()) for dep, ev in events.items()}}
+        record: dict[str, Any] = {
+            "sensor": self.name, "namespace": self.compiled.sensor.namespace, "trigger": trigger, "error": error,
+            "time": datetime.now(UTC).isoformat(), "event_ids": {dep: ev.id for dep, ev in events.items()},
+            "events": {dep: json.loads(ev.to_json()) for dep, ev in events.items()}}
         if raw is not None:
             record["raw"] = raw.decode(errors="replace")
         key = event_ids(events) if events else f"seq-{sequence}"
-        await self.bus.publish(self.dead_letter_subject, json.dumps(record).encode(),
-                               msg_id=f"dead-letter/{self.consumer_name}/{trigger}/{key}")
+        msg_id = f"dead-letter/{self.consumer_name}/{trigger}/{key}"
+        payload = json.dumps(record, ensure_ascii=False).encode()
+        try:
+            await self.bus.publish(self.dead_letter_subject, payload, msg_id=msg_id)
+        except EventTooLarge:
+            # The record can never be stored whole: keep what identifies it, so it is still recorded.
+            small = {k: v for k, v in record.items() if k not in ("events", "raw")}
+            small["truncated"] = f"events and raw message left out: {len(payload)} bytes is over the bus limit"
+            await self.bus.publish(self.dead_letter_subject, json.dumps(small).encode(), msg_id=msg_id)
 
     async def close(self) -> None:
         for trigger in self.compiled.triggers:
