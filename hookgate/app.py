@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from gateway.server import Gateway, Listener, build_routes, ready_all
 from gateway.spool import DEFAULT_MAX_BYTES, Spool
 from hookgate.manifests import Bundle
 from sensors.kube import Cluster, DryRunCluster, KubeCluster
-from sensors.runner import SensorRunner, compile_sensor
+from sensors.runner import CompiledSensor, SensorRunner, compile_sensor
 
 log = logging.getLogger("hookgate")
 
@@ -106,7 +106,23 @@ class Options:
     spool_max_bytes: int = DEFAULT_MAX_BYTES
 
 
-async def serve(bundle: Bundle, cluster: Cluster, options: Options, *, stop: asyncio.Event | None = None) -> None:
+def compile_sensors(bundle: Bundle, cluster: Cluster, *, secrets: bool = True) -> list[CompiledSensor]:
+    """Every Sensor, compiled once; an error names the file and document the Sensor came from."""
+    lookup = secret_lookup(bundle) if secrets else None
+    compiled = []
+    for sensor in bundle.sensors:
+        try:
+            compiled.append(compile_sensor(sensor, cluster=cluster, secret=lookup))
+        except ManifestError as e:
+            file, document = bundle.origin(sensor)
+            raise ManifestError(e.message, file=file, document=document, path=e.path, kind=e.kind,
+                                name=e.name) from None
+    return compiled
+
+
+async def serve(bundle: Bundle, cluster: Cluster, options: Options, *, sensors: Sequence[CompiledSensor] = (),
+                stop: asyncio.Event | None = None) -> None:
+    """Run the listeners of `bundle`'s EventSources (when options.gateway) and the given `sensors`."""
     stop = stop or _stop_on_signals()
     metrics = Metrics()
     bus = Bus(options.nats_url, stream_settings(bundle))
@@ -116,7 +132,7 @@ async def serve(bundle: Bundle, cluster: Cluster, options: Options, *, stop: asy
         parts.push_async_callback(cluster.close)
         parts.push_async_callback(bus.close)
         await _connect(bus, spool, options, parts)
-        runners = await _sensors(bundle, cluster, bus, metrics, options, parts)
+        runners = await _sensors(sensors, bus, metrics, parts)
         ready = ready_all(_intake_ready(bus, spool), *(lambda r=r: r.consuming for r in runners))
         if options.gateway:
             await _gateway(bundle, bus, metrics, ready, spool, options, parts)
@@ -144,13 +160,9 @@ async def _connect(bus: Bus, spool: Spool | None, options: Options, parts: conte
     await bus.ensure_stream()
 
 
-async def _sensors(bundle: Bundle, cluster: Cluster, bus: Bus, metrics: Metrics, options: Options,
+async def _sensors(sensors: Sequence[CompiledSensor], bus: Bus, metrics: Metrics,
                    parts: contextlib.AsyncExitStack) -> list[SensorRunner]:
-    if not options.sensors:
-        return []
-    secrets = secret_lookup(bundle)
-    runners = [SensorRunner(compile_sensor(s, cluster=cluster, secret=secrets), bus=bus, metrics=metrics)
-               for s in bundle.sensors]
+    runners = [SensorRunner(compiled, bus=bus, metrics=metrics) for compiled in sensors]
     for runner in runners:
         parts.push_async_callback(runner.close)
         await runner.prepare()  # every consumer exists before any listener takes an event

@@ -11,9 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.errors import HookgateError, ManifestError
+from gateway.errors import HookgateError
 from hookgate import app, manifests
 from hookgate.embedded import EmbeddedNatsError, NatsServer
+from sensors.kube import DryRunCluster
 
 
 def parser() -> argparse.ArgumentParser:
@@ -75,21 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     bundle = manifests.load(args.paths)
-    offline = app.DryRunCluster(None, templates=[t.model_dump(mode="json") for t in bundle.templates])
-    for sensor in bundle.sensors:
-        _with_origin(bundle, sensor, lambda s=sensor: app.compile_sensor(s, cluster=offline))
+    offline = DryRunCluster(None, templates=[t.model_dump(mode="json") for t in bundle.templates])
+    app.compile_sensors(bundle, offline, secrets=False)
     print(f"ok: {len(bundle.eventsources)} EventSource(s), {len(bundle.sensors)} Sensor(s), "
           f"{len(bundle.secrets)} Secret(s), {len(bundle.templates)} template(s)")
     return 0
-
-
-def _with_origin(bundle: manifests.Bundle, model: object, fn: object) -> None:
-    try:
-        fn()  # type: ignore[operator]
-    except ManifestError as e:
-        e.file, e.document = bundle.origin(model)  # type: ignore[arg-type]
-        raise ManifestError(e.message, file=e.file, document=e.document, path=e.path, kind=e.kind,
-                            name=e.name) from None
 
 
 def _serving() -> None:
@@ -117,11 +108,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         app.say(f"data: {Path(args.data_dir).resolve()}")
     app.say(f"nats: {url}")
     try:
-        _check_sensors(bundle, cluster)
+        sensors = app.compile_sensors(bundle, cluster)
         # `up` always spools, under the data dir: it costs nothing while NATS is up (events are
         # published directly) and keeps what a NATS outage would otherwise refuse with 503.
         spool_dir = str(Path(args.data_dir) / "spool")
-        asyncio.run(app.serve(bundle, cluster, app.Options(nats_url=url, host=args.host, spool_dir=spool_dir)))
+        options = app.Options(nats_url=url, host=args.host, spool_dir=spool_dir)
+        asyncio.run(app.serve(bundle, cluster, options, sensors=sensors))
     finally:
         if server is not None:
             server.stop()
@@ -131,7 +123,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_gateway(args: argparse.Namespace) -> int:
     _serving()
     bundle = manifests.load(args.files)
-    offline = app.DryRunCluster(None)
+    offline = DryRunCluster(None)
     options = app.Options(nats_url=args.nats, host=args.host, sensors=False, spool_dir=args.spool_dir)
     asyncio.run(app.serve(bundle, offline, options))
     return 0
@@ -141,16 +133,10 @@ def cmd_sensor(args: argparse.Namespace) -> int:
     _serving()
     bundle = manifests.load(args.files)
     cluster = app.cluster_for(bundle, kubeconfig=args.kubeconfig, dry_run=args.dry_run, default_dry_run=None)
-    _check_sensors(bundle, cluster)
+    sensors = app.compile_sensors(bundle, cluster)
     options = app.Options(nats_url=args.nats, host=args.host, metrics_port=args.metrics_port, gateway=False)
-    asyncio.run(app.serve(bundle, cluster, options))
+    asyncio.run(app.serve(bundle, cluster, options, sensors=sensors))
     return 0
-
-
-def _check_sensors(bundle: manifests.Bundle, cluster: app.Cluster) -> None:
-    for sensor in bundle.sensors:
-        _with_origin(bundle, sensor,
-                     lambda s=sensor: app.compile_sensor(s, cluster=cluster, secret=app.secret_lookup(bundle)))
 
 
 def cmd_test(args: argparse.Namespace) -> int:

@@ -95,12 +95,6 @@ class ConditionState:
                     return
         raise TemporaryError(f"condition state {key} kept changing under us; will retry")
 
-    async def clear(self, trigger: str) -> None:
-        try:
-            await self._kv.purge(trigger_key(trigger))
-        except nats.js.errors.KeyNotFoundError:
-            pass
-
     async def _write(self, key: str, saved: dict[str, CloudEvent], fired: dict[str, float], revision: int) -> bool:
         value = _encode(saved, fired)
         try:
