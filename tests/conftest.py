@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
-import json
 import os
 import signal
 import subprocess
@@ -39,25 +39,33 @@ def fixture_bytes(provider: str, name: str) -> bytes:
     return path.read_bytes()
 
 
-def event_header(provider: str, name: str) -> str:
-    headers = json.loads((FIXTURES / "HEADERS.json").read_text())
-    return str(next(iter(headers[provider][name].values())))
-
-
 def github_signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def wait_for(predicate: Any, *, timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test at the deadline."""
+def wait_for(predicate: Any, *, timeout: float = 10.0, what: str = "condition", interval: float = 0.02,
+             diagnose: Any = None) -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test at the deadline, with
+    `diagnose()` (if given) appended to say what the state was."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
+            detail = f"\n{diagnose()}" if diagnose else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
+        time.sleep(interval)  # polling another process's state: nothing to await
+
+
+async def until(predicate: Any, *, what: str, timeout: float = 15.0) -> None:
+    """`wait_for` for async tests: poll `predicate` on the loop until truthy; fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+        await asyncio.sleep(0.01)
 
 
 class HookgateProcess:

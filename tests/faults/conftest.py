@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from hookgate.embedded import NatsServer
-from tests.conftest import EXAMPLES, HookgateProcess, free_port, github_signature
+from tests.conftest import EXAMPLES, HookgateProcess, free_port, github_signature, wait_for
 from tests.kube.emulator import Handle, run_emulator
 
 NAMESPACE = "default"
@@ -48,16 +48,8 @@ GITHUB = EXAMPLES / "github"
 
 def until(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2,
           diagnose: Callable[[], str] | None = None) -> Any:
-    """Poll `predicate` (gently: some probes list 500 objects) until truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = f"\n{diagnose()}" if diagnose else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)  # polling another process's state: nothing to await
+    """`wait_for`, polling gently by default: some probes list 500 objects."""
+    return wait_for(predicate, timeout=timeout, what=what, interval=interval, diagnose=diagnose)
 
 
 def push_body(delivery: str) -> bytes:

@@ -343,8 +343,7 @@ class FakeGitHub(FakeHost):
             hook_id = self.new_id()
             hook = {"id": hook_id, "active": bool(body.get("active", True)),
                     "events": list(body.get("events") or ["push"]),
-                    "config": {"url": config["url"], "content_type": config.get("content_type", "form"),
-                               "insecure_ssl": str(config.get("insecure_ssl", "0"))}}
+                    "config": _stored_config(config)}
             hooks.append(hook)
             self.secrets[hook_id] = str(config.get("secret") or "")
             return _json(self._render(scope, key, hook), 201)
@@ -367,8 +366,7 @@ class FakeGitHub(FakeHost):
                 config = body["config"]
                 if not config.get("url"):
                     return self._invalid("config.url is missing")
-                hook["config"] = {"url": config["url"], "content_type": config.get("content_type", "form"),
-                                  "insecure_ssl": str(config.get("insecure_ssl", "0"))}
+                hook["config"] = _stored_config(config)
                 self.secrets[hook["id"]] = str(config.get("secret") or "")  # not sent again: removed
             if isinstance(body.get("events"), list):
                 hook["events"] = list(body["events"])
@@ -557,3 +555,9 @@ class FakeGitLab(FakeHost):
             return web.Response(status=204)
 
         return handler
+
+
+def _stored_config(config: dict[str, Any]) -> dict[str, str]:
+    """What GitHub keeps of a hook's config and shows back: never the secret."""
+    return {"url": config["url"], "content_type": config.get("content_type", "form"),
+            "insecure_ssl": str(config.get("insecure_ssl", "0"))}

@@ -336,18 +336,6 @@ async def last_event(url: str) -> dict[str, Any]:
         await nc.close()
 
 
-def signed(path: str, body: bytes, *, delivery: str, **overrides: str | None) -> dict[str, str]:
-    """`provider_headers` with some headers replaced (a str) or removed (None)."""
-    headers = provider_headers(path, body, delivery=delivery)
-    for name, value in overrides.items():
-        key = name.replace("_", "-")
-        if value is None:
-            headers.pop(key, None)
-        else:
-            headers[key] = value
-    return headers
-
-
 # --- the limits themselves ---------------------------------------------------------------------------
 
 

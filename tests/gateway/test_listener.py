@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,23 +25,11 @@ from gateway.errors import ManifestError
 from gateway.metrics import Metrics
 from gateway.models import EventSource, SecretKeySelector
 from gateway.server import Gateway, build_routes
+from hookgate.app import secret_lookup
 from hookgate.embedded import NatsServer
-from hookgate.manifests import Bundle, load, parse_document
-from tests.conftest import fixture_bytes, free_port, github_signature
+from hookgate.manifests import load, parse_document
+from tests.conftest import fixture_bytes, free_port, github_signature, until
 from tests.gateway.test_webhook import assert_same_json
-
-try:
-    from hookgate.app import secret_lookup
-except ImportError:  # hookgate.app pulls in the whole sensor side, which may be mid-edit
-    def secret_lookup(bundle: Bundle) -> Callable[[str, SecretKeySelector], str]:  # type: ignore[misc]
-        def lookup(namespace: str, selector: SecretKeySelector) -> str:
-            secret = bundle.secret(namespace, selector.name)
-            value = secret.value(selector.key) if secret is not None else None
-            if value is None:
-                raise ManifestError(f"Secret {namespace}/{selector.name} has no key {selector.key!r}")
-            return value
-
-        return lookup
 
 STREAM = "HOOKGATE"
 GITLAB_TOKEN = "gitlab-token-for-tests"
@@ -139,15 +127,6 @@ class Stack:
                    ) -> tuple[int, str]:
         async with self.http.post(self.url(path, port), data=body, headers=dict(headers)) as resp:
             return resp.status, await resp.text()
-
-
-async def until(predicate: Callable[[], bool], *, what: str, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def stored(url: str) -> list[RawStreamMsg]:

@@ -27,7 +27,8 @@ from gateway.models import Backoff, NATSEventsSource
 from gateway.natssource import NatsSource
 from hookgate.embedded import NatsServer, find_binary
 from hookgate.manifests import Bundle, load
-from tests.gateway.test_listener import secret_lookup, stored, until
+from tests.conftest import until
+from tests.gateway.test_listener import secret_lookup, stored
 
 TOKEN = "source-token-for-tests"
 

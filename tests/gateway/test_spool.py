@@ -20,8 +20,8 @@ from gateway.server import Gateway, build_routes
 from gateway.spool import Position, Record, Spool, Spooled, SpoolError, SpoolFull, SpoolLog, encode
 from hookgate.embedded import NatsServer
 from hookgate.manifests import load
-from tests.conftest import fixture_bytes, free_port
-from tests.gateway.test_listener import ReadyFlag, gitlab_headers, secret_lookup, until, write_manifests
+from tests.conftest import fixture_bytes, free_port, until
+from tests.gateway.test_listener import ReadyFlag, gitlab_headers, secret_lookup, write_manifests
 
 STREAM = "HOOKGATE"
 
