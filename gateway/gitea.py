@@ -67,7 +67,7 @@ def accept(spec: GiteaEventSource, incoming: Incoming, *, secret: str | None) ->
     if not event:
         raise RequestRejected(400, "missing X-Gitea-Event (or X-Forgejo-Event) header")
     event_type = first(incoming, "X-Forgejo-Event-Type", "X-Gitea-Event-Type")
-    body = parse_body(incoming)
+    body, raw = parse_body(incoming)
     event_id = first(incoming, "X-Forgejo-Delivery", "X-Gitea-Delivery") or content_id(event, incoming.body)
     if not subscribed(spec.events, event, event_type):
         shown = f"{event}/{event_type}" if event_type and event_type != event else event
@@ -76,4 +76,4 @@ def accept(spec: GiteaEventSource, incoming: Incoming, *, secret: str | None) ->
     data: dict[str, Any] = {"headers": header_map(incoming.header_items), "body": body}
     if spec.metadata:
         data["metadata"] = dict(spec.metadata)
-    return Accepted(event_id=event_id, data=data)
+    return Accepted(event_id=event_id, data=data, raw_body=raw)

@@ -12,7 +12,7 @@ from typing import Any
 from gateway.envelope import header_map
 from gateway.errors import RequestRejected
 from gateway.models import GitlabEventSource
-from gateway.webhook import Accepted, Incoming, content_id, parse_json, raw_json, same_secret
+from gateway.webhook import Accepted, Incoming, content_id, read_json, same_secret
 
 #: Argo's `events` names (fields of the GitLab client's hook options) → `X-Gitlab-Event` values.
 EVENT_HEADERS: dict[str, tuple[str, ...]] = {
@@ -80,7 +80,7 @@ def accept(spec: GitlabEventSource, incoming: Incoming, *, secret: str | None) -
     header = incoming.text("X-Gitlab-Event")
     if not header:
         raise RequestRejected(400, "missing X-Gitlab-Event header")
-    body = parse_json(incoming.body)
+    body, raw = read_json(incoming.body)
     event = effective_event(header, body)
     event_id = delivery_id(incoming)
     if spec.events and event not in wanted_headers(spec.events):
@@ -89,4 +89,4 @@ def accept(spec: GitlabEventSource, incoming: Incoming, *, secret: str | None) -
     data: dict[str, Any] = {"headers": header_map(incoming.header_items), "body": body}
     if spec.metadata:
         data["metadata"] = dict(spec.metadata)
-    return Accepted(event_id=event_id, data=data, raw_body=raw_json(incoming))
+    return Accepted(event_id=event_id, data=data, raw_body=raw)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
+
 from gateway.envelope import header_map, json_text
 from gateway.errors import RequestRejected
 from gateway.models import WebhookEventSource
@@ -57,15 +59,20 @@ class Accepted:
     raw_body: bytes | None = None
 
 
-def raw_json(incoming: Incoming) -> bytes | None:
-    """The body's own bytes when they can go onto the bus as they are: UTF-8 JSON, already parsed
-    successfully, with no \\u escape of a lone surrogate (those are replaced when re-encoded)."""
-    body = incoming.body
-    if incoming.content_type == FORM or b"\\ud" in body or b"\\uD" in body:
-        return None
-    if json.detect_encoding(body) != "utf-8":
-        return None
-    return body
+def read_json(body: bytes, *, what: str = "body") -> tuple[Any, bytes | None]:
+    """The JSON value of `body`, and `body` itself when those bytes can go onto the bus as they are.
+
+    orjson reads the common case: strict UTF-8, no BOM, no lone surrogate escape, every number finite,
+    which is also exactly when the bytes can be spliced into the envelope verbatim. Anything it refuses
+    is read again by `parse_json`'s standard-library path, which decides between 400 and a value
+    (with lone surrogates replaced); that value is re-encoded, never spliced. An integer beyond 64 bits
+    is a float in the value, as in Go's encoding/json (and so in Argo's EventSource filter); the bus
+    keeps its exact text.
+    """
+    try:
+        return orjson.loads(body), body
+    except orjson.JSONDecodeError:
+        return _parse_json_stdlib(body, what=what), None
 
 
 def with_members(raw_object: bytes, members: dict[str, str], *, empty: bool) -> bytes:
@@ -106,6 +113,10 @@ def _not_json(name: str) -> Any:
 
 def parse_json(body: bytes, *, what: str = "body") -> Any:
     """The JSON value of `body`, every string encodable as UTF-8; 400 for anything else."""
+    return read_json(body, what=what)[0]
+
+
+def _parse_json_stdlib(body: bytes, *, what: str) -> Any:
     try:
         # Decoded here, strictly, rather than by json.loads, which lets UTF-8-encoded surrogates through.
         text = body.decode(json.detect_encoding(body))
@@ -169,26 +180,26 @@ def check_bearer(incoming: Incoming, token: str | None) -> None:
         raise RequestRejected(403, "bearer token does not match authSecret")
 
 
-def webhook_body(incoming: Incoming) -> Any:
-    """Argo's shapes: GET → query map, form POST → form map, anything else → the JSON body."""
+def webhook_body(incoming: Incoming) -> tuple[Any, bytes | None]:
+    """Argo's shapes: GET → query map, form POST → form map, anything else → the JSON body; with the
+    body's bytes when they can be spliced into the envelope as they are."""
     if incoming.method == "GET":
-        return form_lists(incoming.query)
+        return form_lists(incoming.query), None
     if incoming.content_type == FORM:
         try:
-            return form_lists(incoming.body.decode())
+            return form_lists(incoming.body.decode()), None
         except UnicodeDecodeError:
             raise RequestRejected(400, "form body is not UTF-8") from None
-    return parse_json(incoming.body)
+    return read_json(incoming.body)
 
 
 def accept(spec: WebhookEventSource, incoming: Incoming, *, secret: str | None) -> Accepted:
     check_bearer(incoming, secret)  # authSecret: a bearer token
-    body = webhook_body(incoming)
+    body, raw = webhook_body(incoming)
     data: dict[str, Any] = {"header": header_map(incoming.header_items), "body": body}
     if spec.metadata:
         data["metadata"] = dict(spec.metadata)
     # Only an idempotency key identifies a delivery; tracing ids such as X-Request-Id may be reused.
     key = incoming.text("Idempotency-Key")
-    raw = raw_json(incoming) if incoming.method != "GET" else None
     return Accepted(event_id=key or content_id(incoming.path, incoming.query, incoming.body), data=data,
                     raw_body=raw)
