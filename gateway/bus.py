@@ -20,6 +20,7 @@ from typing import Any
 import nats
 import nats.errors
 import nats.js.errors
+import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
@@ -78,6 +79,20 @@ class PublishResult:
     duplicate: bool
 
 
+def publish_result(reply: Msg) -> PublishResult:
+    """JetStream's answer to a publish: the stored sequence, or why it was not stored."""
+    if reply.headers and reply.headers.get("Status") == "503":
+        raise BusUnavailable("JetStream did not acknowledge: no stream listens on the subject")
+    try:
+        ack = orjson.loads(reply.data)
+    except orjson.JSONDecodeError:
+        raise BusError(f"JetStream answered a publish with {reply.data[:80]!r}") from None
+    error = ack.get("error")
+    if error is not None:
+        raise BusError(f"JetStream refused the event: {error.get('description') or error}")
+    return PublishResult(sequence=int(ack["seq"]), duplicate=bool(ack.get("duplicate")))
+
+
 class Bus:
     def __init__(self, url: str, settings: StreamSettings | None = None, *, name: str = "hookgate") -> None:
         self.url = url
@@ -86,6 +101,10 @@ class Bus:
         self._nc: Client | None = None
         self._js: Any = None
         self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
+        # Publish acks arrive on one wildcard inbox, each matched to its publish by the last token.
+        self._acks: dict[str, asyncio.Future[Msg]] = {}
+        self._ack_prefix = ""
+        self._ack_count = 0
 
     @property
     def connected(self) -> bool:
@@ -99,6 +118,8 @@ class Bus:
 
         async def disconnected() -> None:
             log.warning("bus disconnected; reconnecting")
+            # Their acks would have come on the lost connection: answer now instead of at the timeout.
+            self._fail_pending(BusUnavailable("connection to NATS lost before JetStream acknowledged"))
 
         async def error(e: Exception) -> None:
             log.debug("bus error: %s", e)
@@ -112,6 +133,19 @@ class Bus:
         except (OSError, nats.errors.Error, TimeoutError) as e:
             raise BusUnavailable(f"cannot connect to NATS at {self.url}: {e}") from e
         self._js = self._nc.jetstream(timeout=timeout)
+        self._ack_prefix = self._nc.new_inbox() + "."
+        await self._nc.subscribe(self._ack_prefix + "*", cb=self._on_ack)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._acks.pop(msg.subject[len(self._ack_prefix):], None)
+        if future is not None and not future.done():
+            future.set_result(msg)
+
+    def _fail_pending(self, error: Exception) -> None:
+        pending, self._acks = self._acks, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(error)
 
     async def close(self) -> None:
         # Not drain(): it waits up to 30 s for pull subscriptions whose fetches we have already cancelled.
@@ -146,24 +180,36 @@ class Bus:
             raise BusError(f"stream {config.name} exists with settings that cannot be changed: {e}") from e
 
     async def publish(self, subject: str, payload: bytes, *, msg_id: str, timeout: float = 5.0) -> PublishResult:
-        """Return once JetStream has the message on disk; raise BusUnavailable otherwise."""
+        """Return once JetStream has the message on disk; raise BusUnavailable otherwise.
+
+        The same request as nats-py's `js.publish` (headers Nats-Msg-Id and Nats-Expected-Stream, a
+        reply inbox, the ack's JSON), with the acks of every publish on one long-lived subscription
+        and no wait_for: that halves the client-side cost of a publish, the gateway's hottest call.
+        """
         check_size(payload, self.settings)
         if not self.connected:
             # While reconnecting, nats-py would buffer the message and send it after the reconnect,
             # long after this request timed out and the sender was told it was not kept.
             raise BusUnavailable("not connected to NATS")
+        assert self._nc is not None
+        self._ack_count += 1
+        token = str(self._ack_count)
+        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._acks[token] = future
         try:
-            ack = await self.js.publish(subject, payload, timeout=timeout, stream=self.settings.name,
-                                        headers={"Nats-Msg-Id": msg_id})
-        except nats.js.errors.APIError as e:
-            raise BusError(f"JetStream refused the event: {e.description or e}") from e
+            await self._nc.publish(subject, payload, reply=self._ack_prefix + token,
+                                   headers={"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": self.settings.name})
+            async with asyncio.timeout(timeout):
+                reply = await future
         except nats.errors.MaxPayloadError:
             # A NATS server with a smaller max_payload than the stream's limit (1 MiB is its default).
             raise EventTooLarge(f"the event is {len(payload)} bytes, over the NATS server's max_payload "
-                                f"({self._nc.max_payload if self._nc else '?'})") from None
+                                f"({self._nc.max_payload})") from None
         except (nats.errors.Error, TimeoutError, OSError) as e:
             raise BusUnavailable(f"JetStream did not acknowledge: {type(e).__name__}") from e
-        return PublishResult(sequence=ack.seq, duplicate=bool(ack.duplicate))
+        finally:
+            self._acks.pop(token, None)
+        return publish_result(reply)
 
     async def ensure_consumer(self, name: str, subjects: Sequence[str], *, ack_wait: float = 60.0,
                               max_deliver: int = 20) -> Consumer:
