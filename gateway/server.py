@@ -166,19 +166,13 @@ class Listener:
         self.max_body = max(r.webhook.maxPayloadSize for r in routes) if routes else 1024**2
         self._runner: web.AppRunner | None = None
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body + 1)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        return app
-
     async def start(self, host: str) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
-                                     keepalive_timeout=KEEPALIVE_TIMEOUT, max_line_size=MAX_LINE_SIZE,
-                                     max_field_size=MAX_FIELD_SIZE, max_headers=MAX_HEADERS, logger=_http_log,
-                                     lingering_time=LINGERING_TIME)
+        # aiohttp's low-level server: one dict lookup routes a request, where an Application's
+        # router and handler chain cost ~8 us of every webhook's CPU (a twentieth of it).
+        server = web.Server(self._dispatch, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT,
+                            max_line_size=MAX_LINE_SIZE, max_field_size=MAX_FIELD_SIZE, max_headers=MAX_HEADERS,
+                            logger=_http_log, lingering_time=LINGERING_TIME)
+        self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, self.port, reuse_address=True).start()
 
@@ -186,21 +180,23 @@ class Listener:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def _readyz(self, request: web.Request) -> web.Response:
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        route = self.routes.get(request.path)
+        if route is not None:
+            return await self._handle(route, request)
+        if request.path not in HEALTH_PATHS:
+            return web.Response(status=404, text="no EventSource listens on this path\n")
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="use GET\n")
+        if request.path == "/metrics":
+            body, content_type = self.metrics.render()
+            return web.Response(body=body, headers={"Content-Type": content_type})
+        if request.path == "/healthz":
+            return web.Response(text="ok\n")
         ok = self.ready()
         return web.Response(status=200 if ok else 503, text="ready\n" if ok else "not ready\n")
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        body, content_type = self.metrics.render()
-        return web.Response(body=body, headers={"Content-Type": content_type})
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        route = self.routes.get(request.path)
-        if route is None:
-            return web.Response(status=404, text="no EventSource listens on this path\n")
+    async def _handle(self, route: Route, request: web.BaseRequest) -> web.Response:
         logs.event_id.set(next((json_text(request.headers[h]) for h in logs.DELIVERY_HEADERS
                                 if h in request.headers), None))
         started = time.perf_counter()
@@ -218,10 +214,12 @@ class Listener:
         self.metrics.observe(route.eventsource, route.event, time.perf_counter() - started)
         return web.Response(status=status, text=text)
 
-    async def _accept(self, route: Route, request: web.Request) -> tuple[int, str]:
+    async def _accept(self, route: Route, request: web.BaseRequest) -> tuple[int, str]:
         if request.method != route.webhook.method:
             raise RequestRejected(405, f"method {request.method} not allowed; this endpoint takes "
                                        f"{route.webhook.method}")
+        if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+            await _continue(request, route.webhook.maxPayloadSize)
         body = await _read_body(request, route.webhook.maxPayloadSize)
         incoming = Incoming(method=request.method, path=request.path, headers=request.headers,
                             header_items=list(request.headers.items()), body=body, query=request.query_string)
@@ -267,7 +265,15 @@ class Listener:
         return self.spool.publish(subject, payload, msg_id=msg_id)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def _continue(request: web.BaseRequest, limit: int) -> None:
+    """Answer `Expect: 100-continue` (curl sends it with larger bodies), unless the body is refused anyway."""
+    if request.content_length is not None and request.content_length > limit:
+        return  # _read_body answers 413 before a byte of the body is sent
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the interim answer is not part of the response's size
+
+
+async def _read_body(request: web.BaseRequest, limit: int) -> bytes:
     """The body, read as it comes and refused as soon as it passes `limit` (Content-Length or not)."""
     if request.content_length is not None and request.content_length > limit:
         raise RequestRejected(413, f"body of {request.content_length} bytes is over maxPayloadSize ({limit})")

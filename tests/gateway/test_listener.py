@@ -403,6 +403,36 @@ async def test_a_token_header_that_is_not_utf8_is_refused_with_403_not_an_error(
     assert await stored(stack.nats.url) == []
 
 
+async def expect_continue(port: int, path: str, body: bytes) -> tuple[bytes, bytes]:
+    """Send the head with `Expect: 100-continue`; return the interim answer, then the final one after the body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        if interim.startswith(b"HTTP/1.1 100"):
+            writer.write(body)
+            final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        else:
+            final, interim = interim, b""
+        return interim, final
+    finally:
+        writer.close()
+
+
+async def test_expect_100_continue_is_answered_before_the_body_is_sent(stack: Stack) -> None:
+    interim, final = await expect_continue(stack.webhook_port, "/large", b'{"curl": "large body"}')
+    assert interim.startswith(b"HTTP/1.1 100 Continue")
+    assert final.startswith(b"HTTP/1.1 200")
+    assert [json.loads(m.data)["data"]["body"] for m in await stored(stack.nats.url)] == [{"curl": "large body"}]
+
+
+async def test_expect_100_continue_with_a_body_over_the_limit_gets_413_and_no_invitation(stack: Stack) -> None:
+    interim, final = await expect_continue(stack.webhook_port, "/small", b"x" * (SMALL_LIMIT + 1))
+    assert interim == b""
+    assert final.startswith(b"HTTP/1.1 413")
+
+
 # --- health, readiness, metrics -------------------------------------------------------------------
 
 
@@ -453,7 +483,8 @@ async def test_metrics_count_published_duplicate_and_rejected_events(stack: Stac
 
 async def test_the_health_paths_are_reserved_and_cannot_be_shadowed_by_post(stack: Stack) -> None:
     async with stack.http.post(stack.url("/healthz"), data=b"{}") as resp:
-        assert resp.status in (404, 405)
+        assert resp.status == 405
+        assert resp.headers["Allow"] == "GET, HEAD"
     assert await stored(stack.nats.url) == []
 
 
