@@ -105,6 +105,7 @@ class Bus:
         self._acks: dict[str, asyncio.Future[Msg]] = {}
         self._ack_prefix = ""
         self._ack_count = 0
+        self._closing = False
 
     @property
     def connected(self) -> bool:
@@ -117,7 +118,8 @@ class Bus:
                 await callback()
 
         async def disconnected() -> None:
-            log.warning("bus disconnected; reconnecting")
+            if not self._closing:
+                log.warning("bus disconnected; reconnecting")
             # Their acks would have come on the lost connection: answer now instead of at the timeout.
             self._fail_pending(BusUnavailable("connection to NATS lost before JetStream acknowledged"))
 
@@ -148,6 +150,7 @@ class Bus:
                 future.set_exception(error)
 
     async def close(self) -> None:
+        self._closing = True
         # Not drain(): it waits up to 30 s for pull subscriptions whose fetches we have already cancelled.
         if self._nc is not None and not self._nc.is_closed:
             # Acks buffered during an outage cannot be flushed to a dead connection: their messages

@@ -1,17 +1,30 @@
-"""Prometheus metrics, one registry per process, named after what Argo Events users already chart."""
+"""Prometheus metrics, named after what Argo Events users already chart.
+
+One registry per process, or, for a gateway running several workers (`--workers`), one set of
+files shared by the workers through prometheus_client's multiprocess mode: its supervisor sets
+PROMETHEUS_MULTIPROC_DIR, and any worker's /metrics answers for all of them.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._shared = multiprocess_dir()
+        self._watched: list[tuple[Gauge, Callable[[], float]]] = []
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         labels = ["eventsource", "event"]
         self._received = Counter("hookgate_events_received_total", "Requests a provider accepted",
@@ -32,16 +45,18 @@ class Metrics:
                                  ["sensor", "dependency"], registry=self.registry)
         self._matched = Counter("hookgate_events_matched_total", "Events a dependency let through, once handled",
                                 ["sensor", "dependency"], registry=self.registry)
-        self._bus_connected = Gauge("hookgate_bus_connected", "1 while connected to NATS", registry=self.registry)
+        # With several workers: connected only while every live worker is; spool depth summed.
+        self._bus_connected = Gauge("hookgate_bus_connected", "1 while connected to NATS", registry=self.registry,
+                                    multiprocess_mode="livemin")
         self._consumers = Gauge("hookgate_sensor_consuming", "1 while a sensor's consumer is reading",
                                 ["sensor"], registry=self.registry)
         self._spooled = Counter("hookgate_events_spooled_total",
                                 "Events answered 200 once on the spool's disk, published to JetStream later",
                                 labels, registry=self.registry)
         self._spool_records = Gauge("hookgate_spool_records", "Events in the gateway's spool, waiting for JetStream",
-                                    registry=self.registry)
+                                    registry=self.registry, multiprocess_mode="livesum")
         self._spool_bytes = Gauge("hookgate_spool_bytes", "Bytes on disk of the events in the gateway's spool",
-                                  registry=self.registry)
+                                  registry=self.registry, multiprocess_mode="livesum")
 
     def _child(self, metric: Any, *labels: str) -> Any:
         # prometheus_client's labels() hashes and locks on every call; the per-route children are few.
@@ -83,11 +98,27 @@ class Metrics:
 
     def watch_spool(self, depth: Callable[[], tuple[int, int]]) -> None:
         """Read the spool's (events, bytes) at scrape time, so the hot path never updates a gauge."""
-        self._spool_records.set_function(lambda: depth()[0])
-        self._spool_bytes.set_function(lambda: depth()[1])
+        self._watch(self._spool_records, lambda: depth()[0])
+        self._watch(self._spool_bytes, lambda: depth()[1])
 
     def watch_bus(self, connected: Callable[[], bool]) -> None:
-        self._bus_connected.set_function(lambda: 1.0 if connected() else 0.0)
+        self._watch(self._bus_connected, lambda: 1.0 if connected() else 0.0)
+
+    def _watch(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        if self._shared:
+            self._watched.append((gauge, read))  # files hold values, not functions: see refresh()
+        else:
+            gauge.set_function(read)
+
+    def refresh(self) -> None:
+        """Write the watched gauges' current values (multiprocess mode; a worker calls this every second)."""
+        for gauge, read in self._watched:
+            gauge.set(read())
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if not self._shared:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        self.refresh()
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self._shared)
+        return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -166,7 +166,8 @@ class Listener:
         self.max_body = max(r.webhook.maxPayloadSize for r in routes) if routes else 1024**2
         self._runner: web.AppRunner | None = None
 
-    async def start(self, host: str) -> None:
+    async def start(self, host: str, *, reuse_port: bool = False) -> None:
+        """Listen on `host`; with `reuse_port`, beside the other workers of the gateway (SO_REUSEPORT)."""
         # aiohttp's low-level server: one dict lookup routes a request, where an Application's
         # router and handler chain cost ~8 us of every webhook's CPU (a twentieth of it).
         server = web.Server(self._dispatch, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT,
@@ -174,7 +175,7 @@ class Listener:
                             logger=_http_log, lingering_time=LINGERING_TIME)
         self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, self.port, reuse_address=True).start()
+        await web.TCPSite(self._runner, host, self.port, reuse_address=True, reuse_port=reuse_port or None).start()
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -310,12 +311,12 @@ class Gateway:
         self.listeners = [Listener(port, rs, bus=bus, metrics=metrics, ready=ready, spool=spool)
                           for port, rs in by_port.items()]
 
-    async def start(self, host: str) -> None:
+    async def start(self, host: str, *, reuse_port: bool = False) -> None:
         if self.spool is not None:
             await self.spool.open()  # before the listeners, so no request finds it closed
         try:
             for listener in self.listeners:
-                await listener.start(host)
+                await listener.start(host, reuse_port=reuse_port)
         except OSError as e:
             await self.stop()
             raise ManifestError(f"cannot listen: {e}") from e

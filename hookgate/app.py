@@ -23,6 +23,7 @@ from gateway.models import SecretKeySelector
 from gateway.natssource import NatsSource
 from gateway.server import Gateway, Listener, build_routes, ready_all
 from gateway.spool import DEFAULT_MAX_BYTES, Spool
+from hookgate import workers
 from hookgate.manifests import Bundle
 from sensors.kube import Cluster, DryRunCluster, KubeCluster
 from sensors.runner import CompiledSensor, SensorRunner, compile_sensor
@@ -104,6 +105,8 @@ class Options:
     sensors: bool = True
     spool_dir: str | None = None  # keep events on disk while NATS is down (gateway side only)
     spool_max_bytes: int = DEFAULT_MAX_BYTES
+    worker: int = 0  # this gateway worker's index, of `workers` (hookgate/workers.py)
+    workers: int = 1
 
 
 def compile_sensors(bundle: Bundle, cluster: Cluster, *, secrets: bool = True) -> list[CompiledSensor]:
@@ -136,6 +139,10 @@ async def serve(bundle: Bundle, cluster: Cluster, options: Options, *, sensors: 
         ready = ready_all(_intake_ready(bus, spool), *(lambda r=r: r.consuming for r in runners))
         if options.gateway:
             await _gateway(bundle, bus, metrics, ready, spool, options, parts)
+            await _drain_orphans(bus, options, parts)
+        if options.workers > 1:
+            refresher = asyncio.create_task(_refresh(metrics), name="metrics refresh")
+            parts.push_async_callback(_cancel, [refresher])
         if options.metrics_port is not None:
             side = Listener(options.metrics_port, [], bus=bus, metrics=metrics, ready=ready)
             await side.start(options.host)
@@ -175,12 +182,14 @@ async def _gateway(bundle: Bundle, bus: Bus, metrics: Metrics, ready: Callable[[
     routes = await asyncio.to_thread(build_routes, bundle.eventsources, bus=bus, secret=secrets)
     hooks = await asyncio.to_thread(HookRegistrar, bundle.eventsources, secret=secrets)
     gateway = Gateway(routes, bus=bus, metrics=metrics, ready=ready, spool=spool)
-    await gateway.start(options.host)
+    await gateway.start(options.host, reuse_port=options.workers > 1)
     parts.push_async_callback(gateway.stop)
-    await hooks.start()  # after the listeners are bound: a Git host pings a new hook at once
-    parts.push_async_callback(hooks.stop)  # before gateway.stop: hooks are deleted while we still listen
     for line in gateway.describe(options.host):
         say(line)
+    if options.worker > 0:
+        return  # Git hooks and `nats` EventSources are worker 0's: once per gateway, not once per worker
+    await hooks.start()  # after the listeners are bound: a Git host pings a new hook at once
+    parts.push_async_callback(hooks.stop)  # before gateway.stop: hooks are deleted while we still listen
     sources = await asyncio.to_thread(NatsSource, bundle.eventsources, secret=secrets, metrics=metrics)
     await sources.start(bus, spool=spool)
     parts.push_async_callback(sources.stop)  # stopped before the gateway: last publishes still have the bus
@@ -204,11 +213,29 @@ async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
 def _spool(options: Options, bus: Bus, metrics: Metrics) -> Spool | None:
     if not options.spool_dir or not options.gateway:
         return None
-    spool = Spool(options.spool_dir, bus, max_bytes=options.spool_max_bytes)
+    folder, _ = workers.spool_dirs(options.spool_dir, options.worker, options.workers)
+    spool = Spool(folder, bus, max_bytes=options.spool_max_bytes)
     metrics.watch_spool(spool.depth)
     log.info("spool: %s (up to %d bytes kept while JetStream is unreachable)",
-             Path(options.spool_dir).resolve(), options.spool_max_bytes)
+             folder.resolve(), options.spool_max_bytes)
     return spool
+
+
+async def _drain_orphans(bus: Bus, options: Options, parts: contextlib.AsyncExitStack) -> None:
+    """Drain the spools of workers a previous run had and this one has not (the spool only drains)."""
+    if not options.spool_dir:
+        return
+    for folder in workers.spool_dirs(options.spool_dir, options.worker, options.workers)[1]:
+        leftover = Spool(folder, bus, max_bytes=options.spool_max_bytes)
+        await leftover.open()
+        parts.push_async_callback(leftover.close)
+        log.info("draining the spool %s left by a run with more workers", folder)
+
+
+async def _refresh(metrics: Metrics) -> None:
+    while True:  # gauges read from functions, written to the shared files for the other workers' scrapes
+        metrics.refresh()
+        await asyncio.sleep(1.0)
 
 
 async def _connect_later(bus: Bus, spool: Spool) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.errors import HookgateError
-from hookgate import app, manifests
+from hookgate import app, manifests, workers
 from hookgate.embedded import EmbeddedNatsError, NatsServer
 from sensors.kube import DryRunCluster
 
@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     gw.add_argument("--nats", metavar="URL", required=True)
     gw.add_argument("--host", default="0.0.0.0")
     gw.add_argument("--spool-dir", metavar="DIR")
+    gw.add_argument("--workers", type=_positive, default=1, metavar="N",
+                    help="listener processes sharing the ports (SO_REUSEPORT); default 1")
 
     sn = sub.add_parser("sensor", help="Sensors only")
     files(sn)
@@ -61,6 +63,13 @@ def parser() -> argparse.ArgumentParser:
     te.add_argument("--header", action="append", default=[], metavar="K:V")
     te.add_argument("--json", action="store_true")
     return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,9 +131,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     _serving()
-    bundle = manifests.load(args.files)
+    bundle = manifests.load(args.files)  # the supervisor too: a manifest error is one message, exit 1
+    if args.workers > 1:
+        argv = ["gateway", *(a for f in args.files for a in ("-f", f)), "--nats", args.nats, "--host", args.host]
+        return workers.supervise(argv + (["--spool-dir", args.spool_dir] if args.spool_dir else []), args.workers)
+    worker, count = workers.identity()
     offline = DryRunCluster(None)
-    options = app.Options(nats_url=args.nats, host=args.host, sensors=False, spool_dir=args.spool_dir)
+    options = app.Options(nats_url=args.nats, host=args.host, sensors=False, spool_dir=args.spool_dir,
+                          worker=worker, workers=count)
     asyncio.run(app.serve(bundle, offline, options))
     return 0
 
