@@ -212,6 +212,19 @@ def read_status(pid: int) -> dict[str, int]:
     return out
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Linux /proc children lists)."""
+    out, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        out.append(current)
+        try:
+            pending += [int(c) for c in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far."""
     try:
@@ -294,13 +307,15 @@ class Service:
             return ""
 
     def rss_mb(self) -> float:
-        return read_status(self.pid).get("VmRSS", 0) / KB
+        """Resident memory of the largest process of the service (its workers are processes of their own)."""
+        return max(read_status(pid).get("VmRSS", 0) for pid in process_tree(self.pid)) / KB
 
     def peak_rss_mb(self) -> float:
-        return read_status(self.pid).get("VmHWM", 0) / KB
+        return max(read_status(pid).get("VmHWM", 0) for pid in process_tree(self.pid)) / KB
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        """CPU seconds of the service's process and every process under it."""
+        return sum(cpu_seconds(pid) for pid in process_tree(self.pid))
 
     @property
     def running(self) -> bool:

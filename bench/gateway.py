@@ -7,6 +7,8 @@ loopback, 32 connections, closed loop, for a fixed duration, from a load generat
 process (`wrk -t1` when installed, else bench/common.py's asyncio generator). Measured in turn:
 
 - hookgate: `hookgate gateway` with a real nats-server; each 200 follows a JetStream ack;
+- hookgate-x2: the same with `--workers 2` (two listener processes on the port, SO_REUSEPORT);
+  any `hookgate-xN` in --servers runs N workers;
 - floor: bench/floor.py, an aiohttp app that checks the HMAC and publishes with ack, nothing else;
 - peer: adnanh/webhook (Debian package `webhook`) with a hook that checks the same signature and
   matches `ref`, and runs no command; skipped with a note when `webhook` is not installed.
@@ -56,7 +58,15 @@ from common import (
     workdir,
 )
 
-SERVERS = ("hookgate", "floor", "peer")
+SERVERS = ("hookgate", "hookgate-x2", "floor", "peer")
+
+
+def workers(server: str) -> int:
+    """1 for `hookgate`, N for `hookgate-xN`, 0 for the others."""
+    if server == "hookgate":
+        return 1
+    prefix = "hookgate-x"
+    return int(server[len(prefix):]) if server.startswith(prefix) and server[len(prefix):].isdigit() else 0
 
 
 @dataclass
@@ -98,11 +108,11 @@ def serve(server: str, work: Path, *, profile: Path | None) -> Any:
             yield f"http://127.0.0.1:{port}/hooks/github", svc, None
         return
     with nats_server(work) as nats:
-        if server == "hookgate":
+        if workers(server):
             manifest = work / "eventsource.yaml"
             manifest.write_text(github_eventsource_yaml(port))
             argv = hookgate_argv("gateway", "-f", str(manifest), "--nats", nats.url, "--host", "127.0.0.1",
-                                 profile=profile)
+                                 "--workers", str(workers(server)), profile=profile)
         else:
             argv = [PYTHON, str(ROOT / "bench" / "floor.py"), "--port", str(port), "--nats", nats.url]
         nats_proc = getattr(nats, "_proc", None)
@@ -112,7 +122,7 @@ def serve(server: str, work: Path, *, profile: Path | None) -> Any:
 
 def measure(server: str, size: int, body: Path, work: Path, args: argparse.Namespace) -> Row:
     profile = None
-    if args.profile and server == "hookgate":
+    if args.profile and server == "hookgate":  # one process: a profile of the supervisor would say nothing
         args.profile.mkdir(parents=True, exist_ok=True)
         profile = args.profile.resolve() / f"gateway-{size // KB}k.pyisession"
     with serve(server, work, profile=profile) as (url, svc, nats_pid):
@@ -188,37 +198,38 @@ def report(rows: list[Row], servers: list[str], sizes: list[int], notes: list[st
     by = {(r.size, r.server): r for r in rows}
     ratio_rows: list[list[Any]] = []
     checks: list[str] = []
-    for size in sizes:
-        hg, floor, peer = (by.get((size, s)) for s in SERVERS)
+    for size, name in ((size, name) for size in sizes for name in servers if workers(name)):
+        hg, floor, peer = by.get((size, name)), by.get((size, "floor")), by.get((size, "peer"))
         if hg is None:
             continue
-        ratio_rows.append([size_label(size),
+        ratio_rows.append([size_label(size), name,
                            ratio(hg.load.rps, floor.load.rps) if floor else float("nan"),
                            ratio(hg.load.rps, peer.load.rps) if peer else float("nan"),
                            ratio(hg.load.p99, floor.load.p99) if floor else float("nan"),
                            ratio(hg.load.p99, peer.load.p99) if peer else float("nan")])
-        label = size_label(size)
+        label = f"{size_label(size)} {name}"
         if floor:
             r = ratio(hg.load.rps, floor.load.rps)
-            checks.append(f"{label}: req/s hookgate/floor {r:.2f} (target >= 0.85): {verdict(r >= 0.85)}")
+            checks.append(f"{label}: req/s /floor {r:.2f} (target >= 0.85): {verdict(r >= 0.85)}")
             q = ratio(hg.load.p99, floor.load.p99)
-            checks.append(f"{label}: p99 hookgate/floor {q:.2f} (target <= 1.5): {verdict(q <= 1.5)}")
+            checks.append(f"{label}: p99 /floor {q:.2f} (target <= 1.5): {verdict(q <= 1.5)}")
         if peer:
             r = ratio(hg.load.rps, peer.load.rps)
-            checks.append(f"{label}: req/s hookgate/peer {r:.2f} (target >= 1.1): {verdict(r >= 1.1)}")
-            checks.append(f"{label}: p99 hookgate {hg.load.p99:.1f} ms vs peer {peer.load.p99:.1f} ms "
+            checks.append(f"{label}: req/s /peer {r:.2f} (target >= 1.1): {verdict(r >= 1.1)}")
+            checks.append(f"{label}: p99 {hg.load.p99:.1f} ms vs peer {peer.load.p99:.1f} ms "
                           f"(target below): {verdict(hg.load.p99 < peer.load.p99)}")
         bad = hg.load.non_2xx + hg.load.errors
-        checks.append(f"{label}: hookgate non-2xx + errors {bad}: {verdict(bad == 0)}")
-        checks.append(f"{label}: hookgate RSS at rest {hg.rest_rss:.0f} MB (target <= 80): "
+        checks.append(f"{label}: non-2xx + errors {bad}: {verdict(bad == 0)}")
+        checks.append(f"{label}: RSS at rest {hg.rest_rss:.0f} MB per process (target <= 80): "
                       f"{verdict(hg.rest_rss <= 80)}; peak under load {hg.peak_rss:.0f} MB")
     if ratio_rows:
         print()
-        print(table(["body", "req/s hookgate/floor", "req/s hookgate/peer", "p99 hookgate/floor",
+        print(table(["body", "hookgate", "req/s hookgate/floor", "req/s hookgate/peer", "p99 hookgate/floor",
                      "p99 hookgate/peer"], ratio_rows))
     notes = [*notes, "non-2xx: HTTP >= 400 as wrk counts them; errors: socket errors and timeouts",
-             "CPU us/req: CPU time of the server process (and of its nats-server) during the measured run "
-             "over the requests answered; the load generator runs beside them on the same cores"]
+             "CPU us/req: CPU time of the server's processes (and of its nats-server) during the measured run "
+             "over the requests answered; the load generator runs beside them on the same cores",
+             "RSS: the largest process of the server (hookgate-xN: N workers and their supervisor)"]
     print()
     for line in [*checks, *notes]:
         print(f"- {line}")
@@ -231,7 +242,7 @@ def report(rows: list[Row], servers: list[str], sizes: list[int], notes: list[st
 
 def draw(fig: Any, rows: list[Row], servers: list[str], sizes: list[int]) -> None:
     by = {(r.size, r.server): r for r in rows}
-    colors = {"hookgate": "#2b6cb0", "floor": "#718096", "peer": "#dd6b20"}
+    colors = {"hookgate": "#2b6cb0", "hookgate-x2": "#63b3ed", "floor": "#718096", "peer": "#dd6b20"}
     width = 0.8 / max(1, len(servers))
     for k, (metric, title) in enumerate((("rps", "requests/s (higher is better)"),
                                          ("p99", "p99 latency, ms (lower is better)"))):
