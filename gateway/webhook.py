@@ -78,7 +78,7 @@ def read_json(body: bytes, *, what: str = "body") -> tuple[Any, bytes | None]:
 def with_members(raw_object: bytes, members: dict[str, str], *, empty: bool) -> bytes:
     """`raw_object` (a JSON object's text) with `members` added before its closing brace."""
     text = raw_object.rstrip()
-    extra = ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in members.items()).encode()
+    extra = orjson.dumps(members)[1:-1]  # `"k":"v",...`: the members without their braces
     return text[:-1] + (b"" if empty else b",") + extra + b"}"
 
 
