@@ -11,12 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.bus import Bus
 from hookgate.embedded import NatsServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,18 @@ EXAMPLES = ROOT / "examples"
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     with NatsServer(tmp_path / "nats") as server:
         yield server
+
+
+@pytest.fixture
+async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
+    """hookgate's bus, connected to `nats_server`, with its stream."""
+    b = Bus(nats_server.url)
+    await b.connect()
+    try:
+        await b.ensure_stream()
+        yield b
+    finally:
+        await b.close()
 
 
 def fixture_bytes(provider: str, name: str) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 
 import nats
 import pytest
@@ -15,15 +14,6 @@ from gateway.bus import Bus, PublishResult
 from gateway.errors import BusError, BusUnavailable
 from hookgate.embedded import NatsServer
 from tests.conftest import until
-
-
-@pytest.fixture
-async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
-    bus = Bus(nats_server.url)
-    await bus.connect()
-    await bus.ensure_stream()
-    yield bus
-    await bus.close()
 
 
 async def test_a_publish_returns_the_stored_sequence_and_a_repeated_id_is_a_duplicate(bus: Bus) -> None:

@@ -68,17 +68,6 @@ def manifests(tmp_path: Path, url: str, entries: dict[str, dict[str, Any]], *, n
     return load([folder])
 
 
-@pytest.fixture
-async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
-    b = Bus(nats_server.url)
-    await b.connect()
-    await b.ensure_stream()
-    try:
-        yield b
-    finally:
-        await b.close()
-
-
 async def publish(url: str, subject: str, data: bytes, headers: dict[str, str] | None = None, **opts: Any) -> None:
     nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0, **opts)
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -292,15 +292,6 @@ async def test_concurrent_appends_each_get_their_own_place_and_read_back_in_that
 
 
 # --- the hand-off to JetStream (a real nats-server) ----------------------------------------------
-
-
-@pytest.fixture
-async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
-    bus = Bus(nats_server.url)
-    await bus.connect()
-    await bus.ensure_stream()
-    yield bus
-    await bus.close()
 
 
 async def stream_ids(url: str) -> list[str]:
