@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 DEFAULT_STREAM = "HOOKGATE"
 DEFAULT_PREFIX = "hookgate"
 DAY = 24 * 3600.0
+ACK_SWEEP = 0.5  # seconds between checks for publishes whose ack is overdue
 _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 
@@ -101,10 +102,13 @@ class Bus:
         self._nc: Client | None = None
         self._js: Any = None
         self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
-        # Publish acks arrive on one wildcard inbox, each matched to its publish by the last token.
-        self._acks: dict[str, asyncio.Future[Msg]] = {}
+        # Publish acks arrive on one wildcard inbox, each matched to its publish by the last token;
+        # each waits with its deadline, which one sweep twice a second enforces (a timer per publish
+        # cost 5 % of the gateway's CPU).
+        self._acks: dict[str, tuple[asyncio.Future[Msg], float]] = {}
         self._ack_prefix = ""
         self._ack_count = 0
+        self._sweeper: asyncio.TimerHandle | None = None
         self._closing = False
 
     @property
@@ -137,20 +141,33 @@ class Bus:
         self._js = self._nc.jetstream(timeout=timeout)
         self._ack_prefix = self._nc.new_inbox() + "."
         await self._nc.subscribe(self._ack_prefix + "*", cb=self._on_ack)
+        self._sweep()
 
     async def _on_ack(self, msg: Msg) -> None:
-        future = self._acks.pop(msg.subject[len(self._ack_prefix):], None)
-        if future is not None and not future.done():
-            future.set_result(msg)
+        waiting = self._acks.pop(msg.subject[len(self._ack_prefix):], None)
+        if waiting is not None and not waiting[0].done():
+            waiting[0].set_result(msg)
 
     def _fail_pending(self, error: Exception) -> None:
         pending, self._acks = self._acks, {}
-        for future in pending.values():
+        for future, _ in pending.values():
             if not future.done():
                 future.set_exception(error)
 
+    def _sweep(self) -> None:
+        """Time out the publishes whose deadline has passed (at most ACK_SWEEP seconds late)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for token in [t for t, (_, deadline) in self._acks.items() if deadline <= now]:
+            future, _ = self._acks.pop(token)
+            if not future.done():
+                future.set_exception(TimeoutError())
+        self._sweeper = loop.call_later(ACK_SWEEP, self._sweep)
+
     async def close(self) -> None:
         self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         # Not drain(): it waits up to 30 s for pull subscriptions whose fetches we have already cancelled.
         if self._nc is not None and not self._nc.is_closed:
             # Acks buffered during an outage cannot be flushed to a dead connection: their messages
@@ -197,13 +214,13 @@ class Bus:
         assert self._nc is not None
         self._ack_count += 1
         token = str(self._ack_count)
-        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-        self._acks[token] = future
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Msg] = loop.create_future()
+        self._acks[token] = (future, loop.time() + timeout)
         try:
             await self._nc.publish(subject, payload, reply=self._ack_prefix + token,
                                    headers={"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": self.settings.name})
-            async with asyncio.timeout(timeout):
-                reply = await future
+            reply = await future
         except nats.errors.MaxPayloadError:
             # A NATS server with a smaller max_payload than the stream's limit (1 MiB is its default).
             raise EventTooLarge(f"the event is {len(payload)} bytes, over the NATS server's max_payload "

@@ -123,12 +123,23 @@ def canonical_header(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
+@functools.lru_cache(maxsize=1024)
+def _header_key(name: str) -> tuple[str, bool]:
+    key = canonical_header(json_text(name))
+    return key, key in SECRET_HEADERS
+
+
 def header_map(pairs: Any) -> dict[str, list[str]]:
     """Multi-valued, canonical, secret-masked headers: the `header` / `headers` value of event data."""
     out: dict[str, list[str]] = {}
     for name, value in pairs:
-        key = canonical_header(json_text(name))
-        out.setdefault(key, []).append(MASK if key in SECRET_HEADERS else json_text(value))
+        key, secret = _header_key(name)
+        text = MASK if secret else value if value.isascii() else json_text(value)
+        values = out.get(key)
+        if values is None:
+            out[key] = [text]
+        else:
+            values.append(text)
     return out
 
 

@@ -198,12 +198,13 @@ class Listener:
         return web.Response(status=200 if ok else 503, text="ready\n" if ok else "not ready\n")
 
     async def _handle(self, route: Route, request: web.BaseRequest) -> web.Response:
-        logs.event_id.set(next((json_text(request.headers[h]) for h in logs.DELIVERY_HEADERS
-                                if h in request.headers), None))
         started = time.perf_counter()
         try:
             status, text = await self._accept(route, request)
         except RequestRejected as e:
+            if logs.event_id.get() is None:  # refused before the provider named the delivery
+                logs.event_id.set(next((json_text(request.headers[h]) for h in logs.DELIVERY_HEADERS
+                                        if h in request.headers), None))
             self.metrics.rejected(route.eventsource, route.event, e.status)
             log.info("%s rejected %s: %s", route.label, e.status, e.reason)
             response = web.Response(status=e.status, text=e.reason + "\n")

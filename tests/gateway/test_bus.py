@@ -61,3 +61,14 @@ async def test_a_publish_waiting_for_its_ack_is_answered_when_the_connection_dro
             await asyncio.wait_for(publish, 30)
     finally:
         nats_server.kill()
+
+
+async def test_a_publish_whose_ack_never_comes_times_out(nats_server: NatsServer, bus: Bus) -> None:
+    assert nats_server._proc is not None
+    os.kill(nats_server._proc.pid, signal.SIGSTOP)  # connected, but nothing answers
+    try:
+        with pytest.raises(BusUnavailable, match="did not acknowledge: TimeoutError"):
+            await asyncio.wait_for(bus.publish("hookgate.default.es.push", b"{}", msg_id="t", timeout=1), 20)
+        assert bus._acks == {}  # nothing left waiting
+    finally:
+        os.kill(nats_server._proc.pid, signal.SIGCONT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import nats
 import pytest
 from nats.js.api import RawStreamMsg
 
+from gateway import logs
 from gateway.bus import Bus
 from gateway.envelope import MASK, CloudEvent
 from gateway.errors import ManifestError
@@ -401,6 +403,29 @@ async def test_a_token_header_that_is_not_utf8_is_refused_with_403_not_an_error(
                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(raw)) + raw
     assert await raw_http(stack.shared_port, request) == 403
     assert await stored(stack.nats.url) == []
+
+
+async def test_a_refusal_on_a_keep_alive_connection_is_tagged_with_its_own_delivery(stack: Stack) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.getMessage(), logs.event_id.get()))
+
+    logger, capture = logging.getLogger("gateway.server"), Capture()
+    level = logger.level
+    logger.addHandler(capture)
+    logger.setLevel(logging.INFO)
+    try:
+        body = b'{"ref": "refs/heads/main"}'
+        ok = await stack.post("/github", body, github_headers(body, delivery="ka-ok"))
+        bad = await stack.post("/github", body, {**github_headers(body, delivery="ka-bad"),
+                                                 "X-Hub-Signature-256": "sha256=" + "0" * 64})
+    finally:
+        logger.removeHandler(capture)
+        logger.setLevel(level)
+    assert (ok[0], bad[0]) == (200, 403)
+    assert [event for message, event in seen if "rejected" in message] == ["ka-bad"]
 
 
 async def expect_continue(port: int, path: str, body: bytes) -> tuple[bytes, bytes]:
