@@ -167,6 +167,99 @@ async def test_a_stalled_api_times_out_off_the_event_loop(kube: Handle, tmp_path
         await cluster.close()
 
 
+# --- Argo's kinds: created without the generated API layer ------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "error"), [
+    (503, TemporaryError), (500, TemporaryError), (429, TemporaryError),
+    (403, PermanentError), (422, PermanentError), (400, PermanentError),
+])
+async def test_workflow_create_errors_are_classified(cluster: KubeCluster, kube: Handle, status: int,
+                                                     error: type[Exception]) -> None:
+    fault = kube.inject(method="POST", plural="workflows", status=status)
+    with pytest.raises(error, match=f"create Workflow default/wf-: Kubernetes API answered {status} "
+                                    f"injected fault: {status}"):
+        await cluster.create(workflow(generate="wf-"), "default")
+    assert fault.hits == 1
+
+
+async def test_workflow_create_twice_answers_already_exists(cluster: KubeCluster, kube: Handle) -> None:
+    created = await cluster.create(workflow("w", namespace="other", entrypoint="a"), "other")
+    assert created["metadata"]["namespace"] == "other" and created["metadata"]["uid"]
+    with pytest.raises(AlreadyExists) as e:
+        await cluster.create(workflow("w", namespace="other", entrypoint="b"), "other")
+    assert e.value.existing == stored(kube, "argoproj.io", "v1alpha1", "workflows", "w", "other")
+    assert e.value.existing["spec"] == {"entrypoint": "a"}
+
+
+async def test_workflow_body_is_the_clients_json(cluster: KubeCluster, kube: Handle) -> None:
+    """Non-string keys and dates, as YAML gives them, are sent as the official client sends them."""
+    import datetime
+
+    wf = workflow("dated", entrypoint="main", arguments={"parameters": [
+        {"name": "day", "value": datetime.date(2024, 5, 1)},
+        {"name": "at", "value": datetime.datetime(2024, 5, 1, 12, 30)},
+        {"name": "big", "value": 2**70}]})  # beyond 64 bits: the standard library writes it
+    wf["metadata"]["labels"] = {1: "one"}
+    await cluster.create(wf, "default")
+    live = stored(kube, "argoproj.io", "v1alpha1", "workflows", "dated") or {}
+    assert live["metadata"]["labels"] == {"1": "one"}
+    assert [p["value"] for p in live["spec"]["arguments"]["parameters"]] == [
+        "2024-05-01", "2024-05-01T12:30:00", 2**70]
+
+
+async def test_a_stalled_workflow_create_times_out_off_the_event_loop(kube: Handle, tmp_path: Path) -> None:
+    cluster = cluster_for(kube, tmp_path, timeout=0.5)
+    try:
+        kube.inject(method="POST", plural="workflows", stall=2.0)
+        started = time.monotonic()
+        call = asyncio.ensure_future(cluster.create(workflow("w"), "default"))
+        await asyncio.sleep(0)
+        assert not call.done()
+        with pytest.raises(TemporaryError, match="unreachable"):
+            await call
+        assert time.monotonic() - started < 2.0
+    finally:
+        await cluster.close()
+
+
+async def test_workflow_create_sends_the_kubeconfig_token(tmp_path: Path) -> None:
+    """The credentials are the client's: its bearer token (refreshed by its hook), its user agent."""
+    from aiohttp import web
+
+    seen: list[dict[str, str]] = []
+
+    async def create(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        obj = await request.json()
+        obj["metadata"]["uid"] = "u1"
+        return web.json_response(obj, status=201)
+
+    app = web.Application()
+    app.router.add_post("/apis/argoproj.io/v1alpha1/namespaces/{ns}/workflows", create)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "u", "user": {"token": "s3cret"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    cluster = KubeCluster(kubeconfig=str(kubeconfig), timeout=5.0)
+    try:
+        created = await cluster.create(workflow("w"), "team-a")
+    finally:
+        await cluster.close()
+        await runner.cleanup()
+    assert created["metadata"]["uid"] == "u1"
+    assert seen[0]["Authorization"] == "Bearer s3cret"
+    assert seen[0]["Content-Type"] == "application/json"
+    assert seen[0]["User-Agent"].startswith("OpenAPI-Generator/")
+
+
 # --- dry run -------------------------------------------------------------------------------------
 
 
