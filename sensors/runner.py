@@ -250,7 +250,7 @@ class SensorRunner:
             await self._dead_letter(delivery, None, f"not a CloudEvent: {e}")
             return
         logs.event_id.set(event.id)
-        heartbeat = asyncio.create_task(_keep_alive(delivery))
+        heartbeat = _Heartbeat(delivery)
         try:
             await self.process(event)
         except Exception as e:  # TemporaryError, and bugs or data no code path expected
@@ -267,7 +267,7 @@ class SensorRunner:
             await _settle(delivery.nak(delay=delay))
             return
         finally:
-            heartbeat.cancel()
+            heartbeat.stop()
         await _settle(delivery.ack())
 
     async def process(self, event: CloudEvent) -> None:
@@ -424,11 +424,29 @@ def max_deliver(sensor: Sensor) -> int:
     return int(text)
 
 
-async def _keep_alive(delivery: Delivery) -> None:
-    """Tell JetStream the message is being worked on, so that long retries are not redelivered meanwhile."""
-    while True:
-        await asyncio.sleep(ACK_WAIT / 3)
-        await _settle(delivery.in_progress())
+class _Heartbeat:
+    """Tell JetStream the message is being worked on, so that long retries are not redelivered meanwhile.
+
+    A timer rather than a task per message: nearly every message is done long before its first beat.
+    """
+
+    __slots__ = ("_beat", "_delivery", "_loop", "_timer")
+
+    def __init__(self, delivery: Delivery) -> None:
+        self._delivery = delivery
+        self._loop = asyncio.get_running_loop()
+        self._beat: asyncio.Task[None] | None = None
+        self._timer = self._loop.call_later(ACK_WAIT / 3, self._tick)
+
+    def _tick(self) -> None:
+        if self._beat is None or self._beat.done():  # the previous one may still wait for a slow server
+            self._beat = self._loop.create_task(_settle(self._delivery.in_progress()))
+        self._timer = self._loop.call_later(ACK_WAIT / 3, self._tick)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        if self._beat is not None:
+            self._beat.cancel()
 
 
 def condition_ttl(sensor: Sensor) -> float | None:

@@ -62,5 +62,6 @@ def idempotent_name(prefix: str, *, namespace: str, sensor: str, trigger: str,
                     events: Mapping[str, CloudEvent]) -> str:
     """generateName + a hash of who fires and on which events: a redelivery gets the same name."""
     key = "\0".join([namespace, sensor, trigger, event_ids(events)])
-    digest = base64.b32encode(hashlib.sha256(key.encode()).digest()).decode().lower()
-    return prefix[: MAX_NAME - NAME_HASH_LENGTH] + digest[:NAME_HASH_LENGTH]
+    # base32 turns 5 bytes into 8 characters: the first 10 bytes give exactly the 16 characters kept.
+    digest = base64.b32encode(hashlib.sha256(key.encode()).digest()[:NAME_HASH_LENGTH * 5 // 8]).decode().lower()
+    return prefix[: MAX_NAME - NAME_HASH_LENGTH] + digest

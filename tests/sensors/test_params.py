@@ -402,3 +402,18 @@ def test_compile_keeps_the_spec() -> None:
     spec = param("a.b", "append", value="v")
     (one,) = compile_parameters([spec])
     assert (one.spec, one.label) == (spec, "parameters[0]")
+
+
+def test_json_copy_is_deep_and_keeps_other_types() -> None:
+    import datetime
+
+    from sensors.params import json_copy
+
+    shared = {"a": [1, {"b": "c"}]}
+    doc = {"x": shared, "y": shared, "when": datetime.date(2024, 1, 2), "n": None, "f": 1.5, "t": True}
+    copied = json_copy(doc)
+    assert copied == doc
+    assert copied["x"] is not shared and copied["x"]["a"][1] is not shared["a"][1]
+    copied["x"]["a"][1]["b"] = "changed"  # what a YAML alias shared is separate, as after Argo's JSON round trip
+    assert copied["y"]["a"][1]["b"] == "c" and shared["a"][1]["b"] == "c"
+    assert copied["when"] == datetime.date(2024, 1, 2)
