@@ -6,6 +6,7 @@ fields refused with their path, deployment settings accepted).
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -279,6 +280,66 @@ class SensorSpec(Model):
 class Sensor(ArgoObject):
     kind: Literal["Sensor"]
     spec: SensorSpec
+
+    @model_validator(mode="after")
+    def _compact(self) -> Sensor:
+        compact(self)
+        return self
+
+
+#: One set per distinct combination of fields given, and one instance per distinct value object
+#: (see `compact`): what every Sensor loaded in the process refers to.
+_FIELD_SETS: dict[frozenset[str], set[str]] = {}
+_VALUES: dict[tuple[Any, ...], BaseModel] = {}
+
+
+def compact(value: Any) -> Any:
+    """Store a validated manifest compactly: a process keeps thousands of Sensors, mostly alike.
+
+    Every model of the tree is frozen and nothing changes what it holds in place (a trigger's
+    resource is copied before its parameters are written). So what is equal is stored once:
+    each distinct string (interned); the set of field names given, which pydantic keeps per
+    instance and copies before any update (`model_copy`); and the value objects of `_SHARED`
+    (filters, parameters, policies), which have no identity of their own. Every value stays
+    equal to what was validated. Half of a Sensor's memory, in a bundle of generated Sensors.
+    """
+    if isinstance(value, BaseModel):
+        given = value.__pydantic_fields_set__
+        object.__setattr__(value, "__pydantic_fields_set__", _FIELD_SETS.setdefault(frozenset(given), given))
+        for fields in (value.__dict__, value.__pydantic_extra__):
+            for key, item in (fields or {}).items():
+                fields[key] = compact(item)  # type: ignore[index]
+        if isinstance(value, _SHARED) and not value.__pydantic_extra__:
+            try:
+                key = (type(value), id(value.__pydantic_fields_set__), *map(_identity, value.__dict__.values()))
+                return _VALUES.setdefault(key, value)
+            except TypeError:  # an unhashable value somewhere (a YAML !!set): kept as it is
+                return value
+        return value
+    kind = type(value)
+    if kind is str:
+        return sys.intern(value)
+    if kind is list:
+        return [compact(item) for item in value]
+    if kind is dict:
+        return {sys.intern(k) if type(k) is str else k: compact(v) for k, v in value.items()}
+    return value
+
+
+def _identity(value: Any) -> Any:
+    """A hashable stand-in for a compacted field value (a model by identity: it is already shared or unique)."""
+    if isinstance(value, BaseModel):
+        return id(value)
+    if type(value) is list:
+        return (list, *map(_identity, value))
+    if type(value) is dict:
+        return (dict, *((k, _identity(v)) for k, v in value.items()))
+    return (type(value), value)  # 1, 1.0 and True are equal, but not the same value here
+
+
+_SHARED = (DataFilter, PayloadField, ExprFilter, TimeFilter, ContextFilter, EventDependencyFilter,
+           TriggerParameterSource, TriggerParameter, Backoff, K8sResourcePolicy, StatusPolicy, TriggerPolicy,
+           RateLimit, LogTrigger, ConditionsResetByTime, ConditionsResetCriteria, SecureHeader, BasicAuth)
 
 
 class WorkflowTemplate(BaseModel):

@@ -68,8 +68,10 @@ PATCH_STRATEGIES = (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH)
 
 
 def load_source(source: ArtifactLocation) -> Obj:
+    """The resource of a trigger, read-only: each use copies it first (`apply`, `json_copy`), so the
+    Sensor's own (frozen) document is shared rather than kept twice."""
     if source.resource is not None:
-        return copy.deepcopy(source.resource)
+        return source.resource
     try:
         doc = yaml.safe_load(source.inline or "")
     except yaml.YAMLError as e:
