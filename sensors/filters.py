@@ -46,6 +46,7 @@ import json
 import math
 import operator
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -189,6 +190,9 @@ _NUMBER_COMPARE: dict[str, Callable[[float, float], bool]] = {
 class _DataCheck:
     """One `filters.data[]` entry."""
 
+    __slots__ = ("comparator", "parsed", "path", "source", "spec", "template", "template_source", "type",
+                 "values")
+
     def __init__(self, f: DataFilter, where: FieldPath, warnings: list[str]) -> None:
         _validate_data(f, where)
         self.source = f.path
@@ -197,7 +201,7 @@ class _DataCheck:
         self.template_source = f.template
         self.template = _compile_template(f.template, (*where, "template")) if f.template else None
         self.parsed = _parse_values(f, where, warnings)
-        self.spec = _data_spec(f)
+        self.spec = sys.intern(_data_spec(f))  # alike Sensors describe alike filters: kept once
 
     def check(self, data: Any) -> _Outcome:
         found = self.path.lookup(data)
@@ -399,6 +403,8 @@ def _compile_template(source: str, where: FieldPath) -> templates.Template:
 class _ExprCheck:
     """One `filters.exprs[]` entry."""
 
+    __slots__ = ("expr", "fields", "spec")
+
     def __init__(self, f: ExprFilter, where: FieldPath, warnings: list[str]) -> None:
         _validate_expr(f, where)
         self.fields = tuple((p.name, p.path, _compile_path(p.path, (*where, "fields", i, "path")))
@@ -411,7 +417,7 @@ class _ExprCheck:
         if unbound:
             warnings.append(f"{dotted((*where, 'expr'))}: reads {', '.join(unbound)}, which no field binds; "
                             "the filter fails with an error whenever the evaluation needs it")
-        self.spec = _expr_spec(self.expr, self.fields)
+        self.spec = sys.intern(_expr_spec(self.expr, self.fields))
 
     def check(self, data: Any) -> _Outcome:
         bindings: dict[str, Any] = {}
@@ -450,6 +456,8 @@ _IGNORED_CONTEXT_KEYS = ("id", "specversion", "time", "dataschema")
 
 
 class _ContextCheck:
+    __slots__ = ("expected", "spec")
+
     def __init__(self, f: ContextFilter, where: FieldPath, warnings: list[str]) -> None:
         self.expected = tuple((k, getattr(f, k)) for k in _CONTEXT_KEYS if getattr(f, k))
         if not self.expected:
@@ -477,6 +485,8 @@ class _GoTimeError(ValueError):
 
 
 class _TimeCheck:
+    __slots__ = ("spec", "start", "stop", "window", "zone", "zone_name")
+
     def __init__(self, f: TimeFilter, where: FieldPath) -> None:
         self.zone_name = f.timezone or "UTC"
         self.zone = _zone(f.timezone, (*where, "timezone"))
@@ -603,6 +613,9 @@ def _no_data(kind: Kind, checks: Sequence[_Check]) -> _GroupResult:
 
 class DependencyFilter:
     """A dependency's filters, compiled; `evaluate` is cheap and has no side effects."""
+
+    __slots__ = ("_configured", "_context", "_data", "_data_op", "_either", "_expr_op", "_exprs", "_kinds",
+                 "_time", "dependency", "warnings")
 
     def __init__(self, dependency: EventDependency) -> None:
         self.dependency = dependency

@@ -36,6 +36,10 @@ from sensors.triggers.factory import SecretLookup, build_action
 log = logging.getLogger(__name__)
 
 FETCH_BATCH = 64
+# How long a pull request waits on the server for a first message. An idle Sensor asks again this
+# often; a message that arrives meanwhile is handed over at once, so this is no added latency. A
+# pull request lost with a NATS restart holds consumption up for at most this long.
+FETCH_WAIT = 5.0
 IN_FLIGHT = 64  # messages handled at once per sensor; JetStream's max_ack_pending is well above it
 ACK_WAIT = float(os.environ.get("HOOKGATE_ACK_WAIT", "30"))  # seconds before an unacked message returns
 DEFAULT_MAX_DELIVER = 10
@@ -45,7 +49,7 @@ MAX_DELIVER_ANNOTATION = "hookgate.dev/max-deliver"
 NAK_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CompiledTrigger:
     spec: Trigger
     condition: conditions.Condition
@@ -78,7 +82,7 @@ class CompiledTrigger:
         return max(s.prev_before(now) for s in self.resets).timestamp()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CompiledSensor:
     """Everything about a Sensor that can be decided before the first event arrives."""
 
@@ -166,12 +170,16 @@ def _error(sensor: Sensor, path: tuple[str | int, ...], message: str) -> Manifes
 class SensorRunner:
     """Reads one Sensor's consumer; acks a message only once its triggers are done with it."""
 
+    __slots__ = ("_limiters", "bus", "compiled", "consumer", "consuming", "max_deliver", "metrics", "state")
+
     def __init__(self, compiled: CompiledSensor, *, bus: Bus, metrics: Metrics) -> None:
         self.compiled = compiled
         self.bus = bus
         self.metrics = metrics
-        self.state = ConditionState(bus, namespace=compiled.sensor.namespace, sensor=compiled.name,
-                                    ttl=condition_ttl(compiled.sensor))
+        ttl = condition_ttl(compiled.sensor)  # checked for every Sensor, used by those that save halves
+        # Only a trigger with a condition over several dependencies keeps state (a KV bucket).
+        self.state = ConditionState(bus, namespace=compiled.sensor.namespace, sensor=compiled.name, ttl=ttl) \
+            if any(t.condition.needs_state for t in compiled.triggers) else None
         self.max_deliver = max_deliver(compiled.sensor)
         self.consumer: Consumer | None = None
         self.consuming = False
@@ -195,7 +203,7 @@ class SensorRunner:
         # The server never stops redelivering (max_deliver -1): giving up is our decision, recorded first.
         self.consumer = await self.bus.ensure_consumer(self.consumer_name, self.compiled.subjects(self.bus),
                                                        ack_wait=ACK_WAIT, max_deliver=-1)
-        if any(t.condition.needs_state for t in self.compiled.triggers):
+        if self.state is not None:
             await self.state.open()
         self.consuming = True
         self.metrics.consuming(self.name, True)
@@ -225,7 +233,7 @@ class SensorRunner:
     async def _fetch(self, room: int) -> list[Delivery]:
         assert self.consumer is not None
         try:
-            deliveries = await self.consumer.fetch(min(room, FETCH_BATCH), timeout=1.0)
+            deliveries = await self.consumer.fetch(min(room, FETCH_BATCH), timeout=FETCH_WAIT)
         except BusError as e:
             self.consuming = False
             log.warning("sensor %s: cannot fetch (%s); retrying", self.name, e)
@@ -290,13 +298,15 @@ class SensorRunner:
         if not trigger.condition.needs_state:
             await self._fire(trigger, {dep: event})
             return
+        state = self.state
+        assert state is not None, "a Sensor with a stateful condition has its state"
 
         def decide(saved: dict[str, CloudEvent]) -> tuple[bool, dict[str, CloudEvent]]:
             decision = conditions.correlate(trigger.condition, saved, dep, event)
             return decision.fire, dict(decision.events)
 
-        fire, events = await self.state.update(trigger.name, decide, event_id=event.id,
-                                               not_before=trigger.last_reset(datetime.now(UTC)))
+        fire, events = await state.update(trigger.name, decide, event_id=event.id,
+                                          not_before=trigger.last_reset(datetime.now(UTC)))
         if not fire:
             return
         try:
@@ -305,7 +315,7 @@ class SensorRunner:
             # Temporary failure, bug or shutdown: the saved halves were cleared when the condition
             # held. Put them back (shielded from the cancellation) so that the redelivery of this
             # event finds them and fires the same, idempotently named, action.
-            await asyncio.shield(self.state.restore(trigger.name, dict(events), current=dep))
+            await asyncio.shield(state.restore(trigger.name, dict(events), current=dep))
             raise
 
     async def _fire(self, trigger: CompiledTrigger, events: Mapping[str, CloudEvent]) -> None:
