@@ -21,6 +21,9 @@ of a watch (emulator sink), or when inotify reports the file (dry-run sink). Lat
 creation time - due time, on the machine-wide monotonic clock. The watch and inotify add a little
 delivery delay to the figure, never subtract any.
 
+With --keep, each step also leaves `timeline-<run>.json` in the sink's work folder: for every
+request, when it was due (s after the first), its webhook → Workflow latency and its HTTP latency (ms).
+
 Then the highest rate sustained, bracketed from --sustain-start (x1.5 up while sustained, halved
 while not, then bisected). A rate is not sustained when some request was not answered 2xx, some
 Workflow did not appear, or the backlog (requests due minus Workflows created) grew during the
@@ -212,6 +215,12 @@ class Pipeline:
             step.drain = max(0.0, times[-1] - due[-1])
             step.achieved = len(times) / max(1e-9, times[-1] - t0)
         step.slope = backlog_slope(due, times, t0, seconds)
+        # Kept with --keep: per request, [due - t0 s, webhook → Workflow ms, HTTP answer ms], to see
+        # whether a tail is one stall or spread over the step.
+        (self.work / f"timeline-{run}.json").write_text(json.dumps(
+            [[round(d - t0, 4), None if w is None else round((w - d) * 1000, 3),
+              round((a - d) * 1000, 3) if k else None]
+             for d, w, a, k in zip(due, when, r["done_at"], ok, strict=True)]))
         step.gateway_cpu = cpu[0] / max(1, step.accepted)
         step.sensor_cpu = cpu[1] / max(1, step.created)
         if self.api is not None:

@@ -8,7 +8,8 @@ pass them, so each event submits one Workflow (dry-run into a directory). Events
 published straight to JetStream as the README's bus contract says, which leaves the gateway out.
 
 For each N, on a fresh nats-server: start the sensor process (its durable consumers are created:
-the startup time), let it idle (RSS at rest, CPU used while idle), stop it, publish --events events,
+the startup time), let it idle (CPU used while idle over --idle-window, long enough for every idle
+Sensor to renew its pull request twice; then RSS at rest), stop it, publish --events events,
 start it again and time how long sensor 0's consumer takes to have every event acknowledged
 (JetStream consumer info, polled every 20 ms; from the first acknowledged event to the last).
 Cost per event should not depend on N: routing is by subject, one consumer per Sensor.
@@ -207,9 +208,9 @@ def measure(n: int, work: Path, args: argparse.Namespace, body: dict[str, Any]) 
             startup = first.ready_after
             time.sleep(args.idle)  # settle (first fetches, imports done) before measuring rest
             cpu0, t0 = first.cpu(), time.monotonic()
-            time.sleep(args.idle)
+            time.sleep(args.idle_window)
             idle_cpu = (first.cpu() - cpu0) / (time.monotonic() - t0) * 100
-            rest = first.rss_mb()
+            rest = first.rss_mb()  # after the idle Sensors' pull requests expired and were renewed
         run = run_id(f"n{n}")
         asyncio.run(publish(nats.url, args.events, body, run))
         profile = args.profile / f"scaling-{n}.pyisession" if args.profile else None
@@ -232,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sensors", default="1,10,100,1000")
     p.add_argument("--events", type=int, default=3000, help="events published for the matching sensor")
-    p.add_argument("--idle", type=float, default=2.0, help="seconds to settle, then seconds to measure idle CPU")
+    p.add_argument("--idle", type=float, default=2.0, help="seconds to settle before measuring idle CPU")
+    p.add_argument("--idle-window", type=float, default=12.0,
+                   help="seconds to measure idle CPU over, then RSS at rest (an idle Sensor renews its pull "
+                        "request every 5 s: sensors.runner.FETCH_WAIT)")
     p.add_argument("--timeout", type=float, default=120.0, help="give up processing after this long")
     p.add_argument("--start-timeout", type=float, default=300.0)
     p.add_argument("--size", type=int, default=3072, help="push body size in bytes")
