@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from gateway.bus import Bus
 from hookgate.embedded import NatsServer, free_port
@@ -43,6 +45,18 @@ async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
         yield b
     finally:
         await b.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application | web.Server) -> AsyncIterator[int]:
+    """`app` on a free loopback port for the duration of the block; yields the port."""
+    runner = web.AppRunner(app) if isinstance(app, web.Application) else web.ServerRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
 
 
 def fixture_bytes(provider: str, name: str) -> bytes:

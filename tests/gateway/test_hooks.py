@@ -25,7 +25,7 @@ from gateway.hooks import HookRegistrar, formatted_url, normalise_url
 from gateway.models import EventSource, SecretKeySelector
 from hookgate.app import secret_lookup
 from hookgate.manifests import load
-from tests.conftest import EXAMPLES, free_port
+from tests.conftest import EXAMPLES, free_port, serving
 from tests.gateway.fake_githosts import FakeGitHub, FakeGitLab
 
 GH_TOKEN = "ghp_FAKE0123456789abcdefTOKEN"
@@ -592,18 +592,13 @@ async def test_start_returns_at_once_and_events_are_served_while_the_host_hangs(
 
     app = web.Application()
     app.router.add_post("/github", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     try:
-        async with aiohttp.ClientSession() as client, client.post(f"http://127.0.0.1:{port}/github") as resp:
+        async with serving(app) as port, aiohttp.ClientSession() as client, \
+                client.post(f"http://127.0.0.1:{port}/github") as resp:
             assert resp.status == 200
         assert reg.status() == {"hooks/ci repo octo-org/octo-repo": "pending"}
         assert github.count("GET") >= 1
     finally:
-        await runner.cleanup()
         await asyncio.wait_for(reg.stop(), timeout=5)
         github.release()
 

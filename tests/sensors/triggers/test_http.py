@@ -22,6 +22,7 @@ from sensors.triggers import PermanentError, TemporaryError
 from sensors.triggers.errors import TriggerCompileError
 from sensors.triggers.factory import build_action
 from sensors.triggers.http import HttpAction
+from tests.conftest import serving
 from tests.sensors.triggers import event, sensor, trigger
 
 SECRETS = {("default", "api", "token"): "s3cr3t-token", ("default", "api", "user"): "ada",
@@ -68,14 +69,10 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
-    runner = web.ServerRunner(web.Server(rec.handle))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield rec
-    rec.release.set()  # let a stalled handler finish so that the server can stop
-    await runner.cleanup()
+    async with serving(web.Server(rec.handle)) as port:
+        rec.url = f"http://127.0.0.1:{port}"
+        yield rec
+        rec.release.set()  # let a stalled handler finish so that the server can stop
 
 
 def http(url: str, *, policy: Any = None, secret: Any = lookup, **spec: Any) -> HttpAction:
