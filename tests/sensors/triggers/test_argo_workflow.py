@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from sensors.triggers.argo_workflow import ArgoWorkflowAction
 from sensors.triggers.errors import TriggerCompileError
 from sensors.triggers.factory import build_action
 from tests.kube.emulator import Handle
-from tests.sensors.triggers import cluster_for, emulator, event, sensor, stored, trigger, workflow
+from tests.sensors.triggers import emulator, event, sensor, stored, trigger, workflow
 
 E1 = {"dep": event("e1", {"run": "r1", "who": "ada"})}
 E2 = {"dep": event("e2", {"run": "r2", "who": "bob"})}
@@ -57,13 +57,6 @@ def kube() -> Iterator[Handle]:
                workflow("paused", namespace="default", entrypoint="main", suspend=True)]
     with emulator(preload) as handle:
         yield handle
-
-
-@pytest.fixture
-async def cluster(kube: Handle, tmp_path: Path) -> AsyncIterator[KubeCluster]:
-    c = cluster_for(kube, tmp_path)
-    yield c
-    await c.close()
 
 
 # --- submit --------------------------------------------------------------------------------------

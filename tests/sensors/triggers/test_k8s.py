@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from sensors.triggers.factory import build_action
 from sensors.triggers.k8s import K8sAction, merge_over, wait_for_labels
 from tests.kube.emulator import Handle
 from tests.sensors.triggers import (
-    cluster_for,
     emulator,
     event,
     merge_patch_workflow,
@@ -61,13 +60,6 @@ def configmaps(handle: Handle, namespace: str = "default") -> list[dict[str, Any
 def kube() -> Iterator[Handle]:
     with emulator([configmap("live", namespace="default", value="old", keep="kept")]) as handle:
         yield handle
-
-
-@pytest.fixture
-async def cluster(kube: Handle, tmp_path: Path) -> AsyncIterator[KubeCluster]:
-    c = cluster_for(kube, tmp_path)
-    yield c
-    await c.close()
 
 
 # --- create --------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import hashlib
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,6 @@ def files(folder: Path) -> dict[str, str]:
 def kube() -> Any:
     with emulator() as handle:
         yield handle
-
-
-@pytest.fixture
-async def cluster(kube: Handle, tmp_path: Path) -> AsyncIterator[KubeCluster]:
-    c = cluster_for(kube, tmp_path)
-    yield c
-    await c.close()
 
 
 async def test_core_apps_and_custom_kinds_round_trip(cluster: KubeCluster, kube: Handle) -> None:
