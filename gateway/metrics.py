@@ -16,14 +16,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
 
-def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._shared = multiprocess_dir()
+        self._shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self._watched: list[tuple[Gauge, Callable[[], float]]] = []
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         labels = ["eventsource", "event"]

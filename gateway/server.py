@@ -163,7 +163,6 @@ class Listener:
         self.spool = spool
         self.metrics = metrics
         self.ready = ready
-        self.max_body = max(r.webhook.maxPayloadSize for r in routes) if routes else 1024**2
         self._runner: web.AppRunner | None = None
 
     async def start(self, host: str, *, reuse_port: bool = False) -> None:
