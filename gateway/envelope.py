@@ -117,14 +117,14 @@ def parse_time(value: Any) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-@functools.lru_cache(maxsize=1024)  # the same few dozen header names arrive with every request
 def canonical_header(name: str) -> str:
     """Go's canonical header form, as in Argo's header maps: `x-github-event` → `X-Github-Event`."""
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
-@functools.lru_cache(maxsize=1024)
-def _header_key(name: str) -> tuple[str, bool]:
+@functools.lru_cache(maxsize=1024)  # the same few dozen header names arrive with every request
+def header_key(name: str) -> tuple[str, bool]:
+    """A header name as it arrived → (its canonical, JSON-safe form; whether its value is a secret)."""
     key = canonical_header(json_text(name))
     return key, key in SECRET_HEADERS
 
@@ -133,7 +133,7 @@ def header_map(pairs: Any) -> dict[str, list[str]]:
     """Multi-valued, canonical, secret-masked headers: the `header` / `headers` value of event data."""
     out: dict[str, list[str]] = {}
     for name, value in pairs:
-        key, secret = _header_key(name)
+        key, secret = header_key(name)
         text = MASK if secret else value if value.isascii() else json_text(value)
         values = out.get(key)
         if values is None:

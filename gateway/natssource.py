@@ -48,7 +48,7 @@ from nats.aio.msg import Msg
 
 from gateway import esfilter
 from gateway.bus import Bus, PublishResult
-from gateway.envelope import MASK, SECRET_HEADERS, CloudEvent, canonical_header, json_text
+from gateway.envelope import MASK, CloudEvent, header_key, json_text
 from gateway.errors import BusUnavailable, HookgateError
 from gateway.metrics import Metrics
 from gateway.models import Backoff, EventSource, NATSEventsSource, SecretKeySelector
@@ -124,7 +124,7 @@ def event_data(spec: NATSEventsSource, subject: str, payload: bytes, headers: di
         body = base64.b64encode(payload).decode()
     data: dict[str, Any] = {"subject": json_text(subject), "body": body}
     if headers:
-        data["header"] = {json_text(k): [MASK if canonical_header(json_text(k)) in SECRET_HEADERS else json_text(v)]
+        data["header"] = {json_text(k): [MASK if header_key(k)[1] else json_text(v)]
                           for k, v in headers.items()}
     if spec.metadata:
         data["metadata"] = dict(spec.metadata)
