@@ -72,18 +72,20 @@ async def _supervise(argv: list[str], count: int, shared: str) -> int:
         loop.add_signal_handler(sig, stop.set)
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": shared}
     procs: list[asyncio.subprocess.Process] = []
+    relays: list[asyncio.Task[None]] = []
+    failed: list[int] = []
     try:
         for i in range(count):
             procs.append(await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "hookgate", *argv, env={**env, WORKER_ENV: f"{i}/{count}"},
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE))
         ready: set[int] = set()
-        relays = [asyncio.create_task(_relay(i, proc, ready, count)) for i, proc in enumerate(procs)]
+        relays += [asyncio.create_task(_relay(i, proc, ready, count)) for i, proc in enumerate(procs)]
         exits = {asyncio.create_task(proc.wait()): i for i, proc in enumerate(procs)}
         stopping = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopping, *exits], return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        failed = [exits[task] for task in done if task in exits]
+        failed += [exits[task] for task in done if task in exits]
         for i in failed:
             log.error("gateway worker %d exited with code %s; stopping the others", i, procs[i].returncode)
     finally:
