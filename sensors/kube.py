@@ -46,6 +46,7 @@ from urllib.parse import quote
 import orjson
 import yaml
 
+from sensors import yaml_dump
 from sensors.triggers import PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -404,7 +405,7 @@ class DryRunCluster:
 
     async def create(self, obj: Obj, namespace: str | None) -> Obj:
         path = self._dir() / f"{obj['metadata']['name']}.yaml"
-        staged = _staged(path, yaml_text(obj))
+        staged = _staged(path, yaml_dump.dump(obj))
         try:
             # A hard link appears complete and fails if the name is taken: the existence check and
             # the write are one step, as the API server's create is, and no reader sees half a file.
@@ -446,7 +447,7 @@ class DryRunCluster:
 
     def _record(self, operation: str, name: str, body: Any, headline: str) -> None:
         path = self._dir() / f"{name}.{operation}.yaml"
-        os.replace(_staged(path, f"# {headline}\n" + yaml_text(body)), path)
+        os.replace(_staged(path, f"# {headline}\n" + yaml_dump.dump(body)), path)
         log.info("dry-run: %s written to %s", headline, path)
 
     async def close(self) -> None:
@@ -457,17 +458,14 @@ def _staged(path: Path, text: str) -> Path:
     """`text` in a temporary file beside `path`, to be moved or linked into place whole."""
     staged = path.with_name(f".{path.name}.{os.getpid()}.{next(_STAGE_IDS)}.tmp")
     fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    try:
+        data = memoryview(text.encode())
+        while data:  # a regular file takes it in one write; the loop is for the rare short write
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
     return staged
 
-
-def yaml_text(obj: Any) -> str:
-    # libyaml's dumper, when PyYAML was built with it, is about five times faster than the pure one.
-    return yaml.dump(obj, Dumper=_DUMPER, sort_keys=False)
-
-
-_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _STAGE_IDS = itertools.count()
 
 
