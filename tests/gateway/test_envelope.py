@@ -121,6 +121,21 @@ def test_from_json_refuses_bytes_that_are_not_json(raw: bytes) -> None:
         CloudEvent.from_json(raw)
 
 
+@pytest.mark.parametrize("data", [
+    pytest.param(b'{"n": 18446744073709551616, "m": -9223372036854775809}', id="beyond-64-bits"),
+    pytest.param(b'{"n": 123456789012345678901234567890}', id="long-integer"),
+    pytest.param(b'{"n": 1.5, "big": 1e400}', id="float-overflow"),
+    pytest.param(b'{"n": NaN, "i": -Infinity}', id="non-finite-literals"),
+    pytest.param(b'{"s": "\\ud800 lone surrogate"}', id="lone-surrogate"),
+    pytest.param(b'{"a": 1, "a": 2}', id="duplicate-key"),
+    pytest.param('{"s": "caf\u00e9 \u65e5\u672c"}'.encode(), id="non-ascii"),
+])
+def test_from_json_reads_values_as_the_standard_library_does(data: bytes) -> None:
+    raw = b'{"id":"1","source":"s","specversion":"1.0","type":"t","data":' + data + b"}"
+    event = CloudEvent.from_json(raw)
+    assert repr(event.data) == repr(json.loads(raw)["data"])  # repr: NaN is not equal to itself
+
+
 # --- headers --------------------------------------------------------------------------------------
 
 
