@@ -283,5 +283,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     text = os.environ.get("HOOKGATE_LOG_FORMAT", "json") == "text"
     handler.setFormatter(logs.TextFormatter() if text else logs.JsonFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    for noisy in ("aiohttp.access", "kubernetes", "urllib3", "nats"):
+    # celpy logs each compiled expression's generated Python at info: noise to anyone reading the log.
+    for noisy in ("aiohttp.access", "kubernetes", "urllib3", "nats", "celpy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
