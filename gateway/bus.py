@@ -4,6 +4,9 @@ One JetStream stream holds every event (subjects `<prefix>.<namespace>.<eventSou
 each sensor reads it through its own durable pull consumer filtered to the subjects of its
 dependencies, so a message reaches only the sensors that can use it. NATS errors are turned into
 `BusError` / `BusUnavailable` here, so callers never handle a nats exception.
+
+Replies come back on two wildcard inboxes per connection, not one subscription per request or per
+consumer: publish acks, and the messages and status answers of every consumer's pull requests.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ DEFAULT_STREAM = "HOOKGATE"
 DEFAULT_PREFIX = "hookgate"
 DAY = 24 * 3600.0
 ACK_SWEEP = 0.5  # seconds between checks for publishes whose ack is overdue
+# JetStream ends a pull request itself when it expires (a 408); the local deadline is later so that
+# the sweep only ends requests the server never answered (a stalled server, a lost packet).
+PULL_GRACE = 0.5
+# Statuses that end a pull request normally: nothing (more) to deliver now, or it expired.
+_PULL_DONE = frozenset({"404", "408"})
+_HEARTBEAT = "100"
+# 409 descriptions that only mean "not now": the server stops, or the stream moves to another one.
+_PULL_UNAVAILABLE = frozenset({"Server Shutdown", "Leadership Change"})
 _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 
@@ -110,6 +121,12 @@ class Bus:
         self._ack_count = 0
         self._sweeper: asyncio.TimerHandle | None = None
         self._closing = False
+        # Pull requests, like acks: one wildcard inbox, each request's status answers matched by the
+        # last token; its messages carry the consumer's name in their ack subject instead.
+        self._pulls: dict[str, _Pull] = {}
+        self._pull_prefix = ""
+        self._pull_count = 0
+        self._consumers: dict[str, Consumer] = {}
 
     @property
     def connected(self) -> bool:
@@ -126,6 +143,8 @@ class Bus:
                 log.warning("bus disconnected; reconnecting")
             # Their acks would have come on the lost connection: answer now instead of at the timeout.
             self._fail_pending(BusUnavailable("connection to NATS lost before JetStream acknowledged"))
+            # A pull request does not outlive a server restart: the next fetch makes a new one.
+            self._end_pulls(BusUnavailable("connection to NATS lost during a fetch"))
 
         async def error(e: Exception) -> None:
             log.debug("bus error: %s", e)
@@ -141,6 +160,10 @@ class Bus:
         self._js = self._nc.jetstream(timeout=timeout)
         self._ack_prefix = self._nc.new_inbox() + "."
         await self._nc.subscribe(self._ack_prefix + "*", cb=self._on_ack)
+        self._pull_prefix = self._nc.new_inbox() + "."
+        # No byte limit: what arrives here is bounded by the batches the fetches asked for, and a
+        # dropped message would only come back after ack_wait.
+        await self._nc.subscribe(self._pull_prefix + "*", cb=self._on_pull, pending_bytes_limit=0)
         self._sweep()
 
     async def _on_ack(self, msg: Msg) -> None:
@@ -154,21 +177,73 @@ class Bus:
             if not future.done():
                 future.set_exception(error)
 
+    async def _on_pull(self, msg: Msg) -> None:
+        if msg.reply:
+            # A message: its subject is the stream's, so the consumer is read from the ack subject.
+            try:
+                consumer = self._consumers.get(msg.metadata.consumer)
+            except (nats.errors.Error, ValueError):
+                return  # not a JetStream delivery: nothing of ours
+            if consumer is not None:
+                self._arrived(consumer, msg)
+            return
+        pull = self._pulls.get(msg.subject[len(self._pull_prefix):])
+        status = msg.headers.get("Status") if msg.headers else None
+        if pull is None or status == _HEARTBEAT:
+            return  # the answer to a request that already ended (or a heartbeat we did not ask for)
+        if status in _PULL_DONE:
+            self._end_pull(pull)
+        else:
+            self._end_pull(pull, pull_error(pull.consumer.name, msg))
+
+    def _arrived(self, consumer: Consumer, msg: Msg) -> None:
+        pull = consumer._pull
+        if pull is None:
+            # Its fetch ended first (timed out here, cancelled, or cut by a reconnect): keep it for the
+            # next fetch rather than leave it unacked until ack_wait.
+            consumer._held.append(msg)
+            return
+        pull.msgs.append(msg)
+        if len(pull.msgs) >= pull.batch:
+            self._end_pull(pull)  # the server ends a full request without a status
+
+    def _end_pull(self, pull: _Pull, error: Exception | None = None) -> None:
+        """Answer a fetch: with what it has, or with `error` when it has nothing."""
+        self._forget_pull(pull)
+        if not pull.future.done():
+            if error is None or pull.msgs:
+                pull.future.set_result(pull.msgs)
+            else:
+                pull.future.set_exception(error)
+
+    def _forget_pull(self, pull: _Pull) -> None:
+        # From here on, its late messages go to the consumer's held list and its statuses are ignored.
+        self._pulls.pop(pull.token, None)
+        if pull.consumer._pull is pull:
+            pull.consumer._pull = None
+
+    def _end_pulls(self, error: Exception) -> None:
+        for pull in list(self._pulls.values()):
+            self._end_pull(pull, error)
+
     def _sweep(self) -> None:
-        """Time out the publishes whose deadline has passed (at most ACK_SWEEP seconds late)."""
+        """Time out the publishes and pulls whose deadline has passed (at most ACK_SWEEP seconds late)."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         for token in [t for t, (_, deadline) in self._acks.items() if deadline <= now]:
             future, _ = self._acks.pop(token)
             if not future.done():
                 future.set_exception(TimeoutError())
+        for pull in [p for p in self._pulls.values() if p.deadline <= now]:
+            self._end_pull(pull)
         self._sweeper = loop.call_later(ACK_SWEEP, self._sweep)
 
     async def close(self) -> None:
         self._closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
-        # Not drain(): it waits up to 30 s for pull subscriptions whose fetches we have already cancelled.
+        self._end_pulls(BusUnavailable("the bus is closed"))
+        # Not drain(): it would wait for the pull inbox, where expired requests may still answer.
         if self._nc is not None and not self._nc.is_closed:
             # Acks buffered during an outage cannot be flushed to a dead connection: their messages
             # are simply redelivered, and the idempotent triggers absorb that.
@@ -245,8 +320,51 @@ class Bus:
             await self._update_consumer(config)
         except (nats.errors.Error, TimeoutError) as e:
             raise BusUnavailable(f"cannot create consumer {name}: {e}") from e
-        sub = await self.js.pull_subscribe_bind(durable=name, stream=self.settings.name)
-        return Consumer(name=name, sub=sub)
+        consumer = self._consumers.get(name)
+        if consumer is None:
+            consumer = self._consumers[name] = Consumer(name, self)
+        return consumer
+
+    async def pull(self, consumer: Consumer, batch: int, timeout: float) -> list[Msg]:
+        """Ask JetStream for up to `batch` messages of `consumer`, waiting at most `timeout` for the first.
+
+        The request nats-py's fetch makes (no_wait with expires: the server waits for a first message,
+        then sends what it has and ends with a 404, or a 408 when it expires), answered on the shared
+        pull inbox instead of a subscription per consumer.
+        """
+        if batch < 1 or timeout <= 0:
+            raise ValueError(f"a fetch needs batch >= 1 and timeout > 0, not {batch} and {timeout}")
+        if not self.connected:
+            # nats-py would buffer the request until the reconnect, by when the server may have
+            # forgotten this client's inbox: the caller retries after its back-off instead.
+            raise BusUnavailable("not connected to NATS")
+        assert self._nc is not None
+        pull = self._new_pull(consumer, batch, timeout)
+        request = b'{"batch":%d,"expires":%d,"no_wait":true}' % (batch, int(timeout * 1e9))
+        try:
+            await self._nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self.settings.name}.{consumer.name}",
+                                   request, reply=self._pull_prefix + pull.token)
+            return await pull.future
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
+                nats.errors.NoServersError, OSError) as e:
+            raise BusUnavailable(str(e) or type(e).__name__) from e
+        except nats.errors.Error as e:
+            raise BusError(str(e) or type(e).__name__) from e
+        finally:
+            self._forget_pull(pull)
+            if not pull.future.done() or pull.future.cancelled():
+                # Cancelled (or the request never left): what it had already got goes to the next fetch.
+                consumer._held[:0] = pull.msgs
+
+    def _new_pull(self, consumer: Consumer, batch: int, timeout: float) -> _Pull:
+        if consumer._pull is not None:
+            raise RuntimeError(f"consumer {consumer.name} is already fetching")
+        self._pull_count += 1
+        loop = asyncio.get_running_loop()
+        pull = _Pull(consumer, str(self._pull_count), batch, loop.time() + timeout + PULL_GRACE,
+                     loop.create_future())
+        self._pulls[pull.token] = consumer._pull = pull
+        return pull
 
     async def _update_consumer(self, config: api.ConsumerConfig) -> None:
         # nats-py has no update call; the server keeps the consumer's position across this update.
@@ -264,21 +382,49 @@ class Bus:
             return await self.js.create_key_value(bucket=bucket, history=history, ttl=ttl)
 
 
-@dataclass
+def pull_error(consumer: str, status: Msg) -> BusError:
+    """What a status other than "no messages" / "expired" means for a fetch that got nothing."""
+    headers = status.headers or {}
+    code, description = headers.get("Status", ""), headers.get("Description", "")
+    if code == "503":
+        return BusError(f"consumer {consumer}: no such consumer, or JetStream is not available")
+    if description in _PULL_UNAVAILABLE:
+        return BusUnavailable(f"consumer {consumer}: {code} {description}")
+    return BusError(f"consumer {consumer}: JetStream ended the fetch: {code} {description}".rstrip())
+
+
+class _Pull:
+    """One pull request in flight: the messages it has brought so far, and when to stop waiting."""
+
+    __slots__ = ("batch", "consumer", "deadline", "future", "msgs", "token")
+
+    def __init__(self, consumer: Consumer, token: str, batch: int, deadline: float,
+                 future: asyncio.Future[list[Msg]]) -> None:
+        self.consumer = consumer
+        self.token = token
+        self.batch = batch
+        self.deadline = deadline
+        self.future = future
+        self.msgs: list[Msg] = []
+
+
 class Consumer:
-    name: str
-    sub: Any
+    """A durable pull consumer; one fetch at a time."""
+
+    __slots__ = ("_bus", "_held", "_pull", "name")
+
+    def __init__(self, name: str, bus: Bus) -> None:
+        self.name = name
+        self._bus = bus
+        self._pull: _Pull | None = None
+        self._held: list[Msg] = []  # delivered after their fetch ended: the next fetch's first
 
     async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
-        try:
-            msgs = await self.sub.fetch(batch, timeout=timeout)
-        except (nats.errors.TimeoutError, TimeoutError):
-            return []
-        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
-                nats.errors.NoServersError, OSError) as e:
-            raise BusUnavailable(str(e) or type(e).__name__) from e
-        except nats.errors.Error as e:
-            raise BusError(str(e) or type(e).__name__) from e
+        """Up to `batch` messages, as soon as there is one; [] when none comes within `timeout`."""
+        if self._held:
+            msgs, self._held = self._held[:batch], self._held[batch:]
+        else:
+            msgs = await self._bus.pull(self, batch, timeout)
         return [Delivery(m) for m in msgs]
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 
 import nats
 import pytest
 from nats.js.api import StreamConfig
 
-from gateway.bus import Bus, PublishResult
+from gateway.bus import Bus, Consumer, Delivery, PublishResult
 from gateway.errors import BusError, BusUnavailable
 from hookgate.embedded import NatsServer
 from tests.conftest import until
@@ -72,3 +73,187 @@ async def test_a_publish_whose_ack_never_comes_times_out(nats_server: NatsServer
         assert bus._acks == {}  # nothing left waiting
     finally:
         os.kill(nats_server._proc.pid, signal.SIGCONT)
+
+
+# Fetching: every consumer's pull requests share one reply inbox per connection.
+
+PUSH = "hookgate.default.es.push"
+
+
+async def publish(bus: Bus, count: int, subject: str = PUSH, *, first: int = 0) -> None:
+    for i in range(first, first + count):
+        await bus.publish(subject, b"%d" % i, msg_id=f"{subject}/{i}")
+
+
+async def fetch_all(consumer: Consumer, count: int, *, timeout: float = 15) -> list[Delivery]:
+    """Fetch until `count` deliveries came: the server may split what it has over several answers."""
+    got: list[Delivery] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(got) < count and asyncio.get_running_loop().time() < deadline:
+        got += await consumer.fetch(count - len(got), timeout=1)
+    return got
+
+
+async def server_waiting(bus: Bus, consumer: Consumer) -> None:
+    """Until JetStream itself holds the consumer's pull request, not only this process."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while not (await bus.js.consumer_info(bus.settings.name, consumer.name)).num_waiting:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"JetStream never had a pull request of {consumer.name}")
+        await asyncio.sleep(0.01)
+
+
+def stopped(server: NatsServer) -> bool:
+    """Whether every thread of a SIGSTOPped server has stopped: one on another core may still read."""
+    assert server._proc is not None
+    tasks = Path(f"/proc/{server._proc.pid}/task")
+    return all((t / "stat").read_text().rsplit(") ", 1)[1].startswith("T") for t in tasks.iterdir())
+
+
+async def test_a_fetch_returns_what_is_there_up_to_its_batch_without_waiting_for_more(bus: Bus) -> None:
+    consumer = await bus.ensure_consumer("c", [PUSH])
+    await publish(bus, 5)
+    loop = asyncio.get_running_loop()
+    first = await consumer.fetch(3, timeout=10)
+    started = loop.time()
+    rest = await consumer.fetch(10, timeout=10)
+    assert loop.time() - started < 5  # the 404 after the last message ends it, not the 10 s
+    assert [d.data for d in first] == [b"0", b"1", b"2"]
+    assert [d.data for d in first + rest] == [b"%d" % i for i in range(5)]  # a fetch may get fewer
+    assert {d.subject for d in first + rest} == {PUSH}
+    assert bus._pulls == {}
+
+
+async def test_a_waiting_fetch_returns_as_soon_as_a_message_comes(bus: Bus) -> None:
+    consumer = await bus.ensure_consumer("c", [PUSH])
+    fetch = asyncio.ensure_future(consumer.fetch(10, timeout=60))
+    await server_waiting(bus, consumer)
+    await publish(bus, 1)
+    assert [d.data for d in await asyncio.wait_for(fetch, 10)] == [b"0"]
+
+
+async def test_a_fetch_with_nothing_to_deliver_returns_nothing_at_its_timeout(bus: Bus) -> None:
+    consumer = await bus.ensure_consumer("c", [PUSH])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await consumer.fetch(10, timeout=0.5) == []
+    assert 0.5 <= loop.time() - started < 3
+    assert bus._pulls == {} and consumer._held == []
+
+
+async def test_concurrent_fetches_of_two_consumers_each_get_only_their_own(bus: Bus) -> None:
+    a_subject, b_subject = "hookgate.default.es.a", "hookgate.default.es.b"
+    a = await bus.ensure_consumer("a", [a_subject])
+    b = await bus.ensure_consumer("b", [b_subject])
+    fetch_a = asyncio.ensure_future(a.fetch(10, timeout=60))
+    fetch_b = asyncio.ensure_future(b.fetch(10, timeout=60))
+    await server_waiting(bus, a)
+    await server_waiting(bus, b)
+    await publish(bus, 1, b_subject)
+    assert [(d.subject, d.data) for d in await asyncio.wait_for(fetch_b, 10)] == [(b_subject, b"0")]
+    assert not fetch_a.done()
+    await publish(bus, 1, a_subject)
+    assert [(d.subject, d.data) for d in await asyncio.wait_for(fetch_a, 10)] == [(a_subject, b"0")]
+
+    await publish(bus, 30, a_subject, first=1)
+    await publish(bus, 20, b_subject, first=1)
+    got_a, got_b = await asyncio.gather(fetch_all(a, 30), fetch_all(b, 20))
+    assert [d.data for d in got_a] == [b"%d" % i for i in range(1, 31)] and {d.subject for d in got_a} == {a_subject}
+    assert [d.data for d in got_b] == [b"%d" % i for i in range(1, 21)] and {d.subject for d in got_b} == {b_subject}
+
+
+async def test_fetched_messages_ack_nak_and_report_progress(bus: Bus) -> None:
+    consumer = await bus.ensure_consumer("c", [PUSH])
+    await publish(bus, 2)
+    kept, refused = await fetch_all(consumer, 2)
+    assert (kept.attempt, refused.attempt) == (1, 1)
+    await kept.in_progress()
+    await kept.ack()
+    await refused.nak()
+    [again] = await fetch_all(consumer, 1)
+    assert (again.data, again.attempt, again.stream_sequence) == (refused.data, 2, refused.stream_sequence)
+    await again.ack()
+    assert await consumer.fetch(10, timeout=0.5) == []
+    info = await bus.js.consumer_info(bus.settings.name, consumer.name)
+    assert (info.num_ack_pending, info.num_pending) == (0, 0)
+
+
+async def test_a_message_delivered_after_its_fetch_was_cancelled_goes_to_the_next_fetch(bus: Bus) -> None:
+    consumer = await bus.ensure_consumer("c", [PUSH])
+    fetch = asyncio.ensure_future(consumer.fetch(10, timeout=60))
+    await server_waiting(bus, consumer)
+    fetch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fetch
+    await publish(bus, 1)  # JetStream still holds the request: it delivers to it
+    await until(lambda: bool(consumer._held), what="the message to reach the ended fetch's inbox")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    [delivery] = await consumer.fetch(10, timeout=60)
+    assert loop.time() - started < 1 and delivery.data == b"0"
+    await delivery.ack()
+    assert await consumer.fetch(10, timeout=0.5) == []
+
+
+async def test_a_message_delivered_after_its_fetch_timed_out_goes_to_the_next_fetch(
+        nats_server: NatsServer, bus: Bus) -> None:
+    consumer = await bus.ensure_consumer("c", [PUSH])
+    assert nats_server._proc is not None
+    os.kill(nats_server._proc.pid, signal.SIGSTOP)  # the request waits in the socket, unread
+    await until(lambda: stopped(nats_server), what="every nats-server thread to stop")
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await asyncio.wait_for(consumer.fetch(10, timeout=0.5), 10) == []
+        assert loop.time() - started >= 0.5 and bus._pulls == {}  # ended here: the server never answered
+    finally:
+        os.kill(nats_server._proc.pid, signal.SIGCONT)
+    # The server now reads the request, and its 0.5 s start from there: this message goes to it.
+    await publish(bus, 1)
+    await until(lambda: bool(consumer._held), what="the message to reach the timed-out fetch's inbox")
+    [delivery] = await consumer.fetch(10, timeout=60)
+    assert delivery.data == b"0" and delivery.attempt == 1
+    await delivery.ack()
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+async def test_a_server_restart_ends_a_waiting_fetch_and_later_fetches_work_again(
+        nats_server: NatsServer, bus: Bus, how: str) -> None:
+    consumer = await bus.ensure_consumer("c", [PUSH])
+    fetch = asyncio.ensure_future(consumer.fetch(10, timeout=120))
+    await server_waiting(bus, consumer)
+    getattr(nats_server, how)()  # a stopping server says so (409 Server Shutdown); a killed one is gone
+    with pytest.raises(BusUnavailable, match=r"Server Shutdown|connection to NATS lost"):
+        await asyncio.wait_for(fetch, 30)  # far inside its 120 s
+    await until(lambda: not bus.connected, what="the bus to see the connection gone")
+    with pytest.raises(BusUnavailable, match="not connected"):
+        await consumer.fetch(10, timeout=1)
+    nats_server.start()
+    await until(lambda: bus.connected, what="the bus to reconnect")
+    fetch = asyncio.ensure_future(consumer.fetch(10, timeout=60))
+    await server_waiting(bus, consumer)  # a new request, on the new server
+    await publish(bus, 1)
+    assert [d.data for d in await asyncio.wait_for(fetch, 10)] == [b"0"]
+
+
+async def test_closing_the_bus_ends_a_waiting_fetch_at_once(bus: Bus) -> None:
+    consumer = await bus.ensure_consumer("c", [PUSH])
+    fetch = asyncio.ensure_future(consumer.fetch(10, timeout=120))
+    await server_waiting(bus, consumer)
+    await asyncio.wait_for(bus.close(), 5)
+    with pytest.raises(BusUnavailable, match="closed"):
+        await asyncio.wait_for(fetch, 1)
+    assert bus._pulls == {}
+    with pytest.raises(BusUnavailable):
+        await consumer.fetch(10, timeout=1)
+
+
+async def test_a_fetch_of_a_deleted_consumer_is_a_bus_error(bus: Bus) -> None:
+    consumer = await bus.ensure_consumer("c", [PUSH])
+    fetch = asyncio.ensure_future(consumer.fetch(10, timeout=120))
+    await server_waiting(bus, consumer)
+    await bus.js.delete_consumer(bus.settings.name, consumer.name)
+    with pytest.raises(BusError, match="409 Consumer Deleted"):
+        await asyncio.wait_for(fetch, 10)
+    with pytest.raises(BusError, match="no such consumer"):
+        await asyncio.wait_for(consumer.fetch(10, timeout=60), 10)
