@@ -243,7 +243,8 @@ class Bus:
         if self._sweeper is not None:
             self._sweeper.cancel()
         self._end_pulls(BusUnavailable("the bus is closed"))
-        # Not drain(): it would wait for the pull inbox, where expired requests may still answer.
+        # Not drain(): nothing that arrives now can be handled anyway; left unacked, it is redelivered
+        # after ack_wait, like the messages a consumer still holds.
         if self._nc is not None and not self._nc.is_closed:
             # Acks buffered during an outage cannot be flushed to a dead connection: their messages
             # are simply redelivered, and the idempotent triggers absorb that.
