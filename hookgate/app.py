@@ -151,6 +151,7 @@ async def serve(bundle: Bundle, cluster: Cluster, options: Options, *, sensors: 
         parts.push_async_callback(_cancel, tasks)
         # Everything loaded so far lives as long as the process: keep the collector from walking it
         # again and again (full collections under load were the p99 of the benchmarks).
+        gc.collect()
         gc.freeze()
         say("ready")
         await _until(stop, tasks)
