@@ -12,7 +12,7 @@ consumer: publish acks, and the messages and status answers of every consumer's 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import json
 import logging
 import re
@@ -45,6 +45,18 @@ _HEARTBEAT = "100"
 # 409 descriptions that only mean "not now": the server stops, or the stream moves to another one.
 _PULL_UNAVAILABLE = frozenset({"Server Shutdown", "Leadership Change"})
 _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+def transport_closed(e: RuntimeError) -> bool:
+    """Whether `e` is uvloop's error for a write to a connection that is already gone.
+
+    asyncio's own loop drops such a write (and the drain after it raises ConnectionResetError);
+    uvloop raises RuntimeError("unable to perform operation on <TCPTransport closed=True ...>;
+    the handler is closed") from the write itself, out of nats-py. It means the connection was
+    lost, nothing more, so it is handled like OSError; any other RuntimeError is a bug and is
+    left to propagate.
+    """
+    return "the handler is closed" in str(e)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,10 +260,18 @@ class Bus:
         if self._nc is not None and not self._nc.is_closed:
             # Acks buffered during an outage cannot be flushed to a dead connection: their messages
             # are simply redelivered, and the idempotent triggers absorb that.
-            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
-                await self._nc.flush(timeout=1)
-            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
-                await self._nc.close()
+            # nats-py's close() writes what is still buffered to the old connection first: on a dead
+            # one it fails (OSError on asyncio's loop, RuntimeError on uvloop) and skips the rest of
+            # its clean-up, which the process exiting or the next connect() makes moot.
+            nc = self._nc
+            for step in (functools.partial(nc.flush, timeout=1), nc.close):
+                try:
+                    await step()
+                except (nats.errors.Error, TimeoutError, OSError):
+                    pass
+                except RuntimeError as e:
+                    if not transport_closed(e):
+                        raise
 
     @property
     def js(self) -> Any:
@@ -303,6 +323,10 @@ class Bus:
                                 f"({self._nc.max_payload})") from None
         except (nats.errors.Error, TimeoutError, OSError) as e:
             raise BusUnavailable(f"JetStream did not acknowledge: {type(e).__name__}") from e
+        except RuntimeError as e:
+            if not transport_closed(e):
+                raise
+            raise BusUnavailable("JetStream did not acknowledge: the connection to NATS was lost") from e
         finally:
             self._acks.pop(token, None)
         return publish_result(reply)
@@ -349,6 +373,10 @@ class Bus:
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
                 nats.errors.NoServersError, OSError) as e:
             raise BusUnavailable(str(e) or type(e).__name__) from e
+        except RuntimeError as e:
+            if not transport_closed(e):
+                raise
+            raise BusUnavailable("the connection to NATS was lost") from e
         except nats.errors.Error as e:
             raise BusError(str(e) or type(e).__name__) from e
         finally:
@@ -468,4 +496,8 @@ class Delivery:
         except (nats.errors.Error, TimeoutError, OSError) as e:
             # An ack that does not arrive means redelivery, which idempotent triggers absorb.
             raise BusUnavailable(f"ack not confirmed: {type(e).__name__}") from e
+        except RuntimeError as e:
+            if not transport_closed(e):
+                raise
+            raise BusUnavailable("ack not confirmed: the connection to NATS was lost") from e
 
