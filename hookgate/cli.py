@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import faulthandler
 import signal
@@ -12,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.errors import HookgateError
-from hookgate import app, manifests, workers
+from hookgate import app, eventloop, manifests, workers
 from hookgate.embedded import EmbeddedNatsError, NatsServer
 from sensors.kube import DryRunCluster
 
@@ -122,7 +121,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         # published directly) and keeps what a NATS outage would otherwise refuse with 503.
         spool_dir = str(Path(args.data_dir) / "spool")
         options = app.Options(nats_url=url, host=args.host, spool_dir=spool_dir)
-        asyncio.run(app.serve(bundle, cluster, options, sensors=sensors))
+        eventloop.run(app.serve(bundle, cluster, options, sensors=sensors))
     finally:
         if server is not None:
             server.stop()
@@ -139,7 +138,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     offline = DryRunCluster(None)
     options = app.Options(nats_url=args.nats, host=args.host, sensors=False, spool_dir=args.spool_dir,
                           worker=worker, workers=count)
-    asyncio.run(app.serve(bundle, offline, options))
+    eventloop.run(app.serve(bundle, offline, options))
     return 0
 
 
@@ -149,7 +148,7 @@ def cmd_sensor(args: argparse.Namespace) -> int:
     cluster = app.cluster_for(bundle, kubeconfig=args.kubeconfig, dry_run=args.dry_run, default_dry_run=None)
     sensors = app.compile_sensors(bundle, cluster)
     options = app.Options(nats_url=args.nats, host=args.host, metrics_port=args.metrics_port, gateway=False)
-    asyncio.run(app.serve(bundle, cluster, options, sensors=sensors))
+    eventloop.run(app.serve(bundle, cluster, options, sensors=sensors))
     return 0
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from prometheus_client import multiprocess
 
+from hookgate import eventloop
+
 log = logging.getLogger(__name__)
 
 #: Set by the supervisor in each worker's environment: "<index>/<count>".
@@ -62,7 +64,7 @@ def spool_dirs(base: str | Path, worker: int, workers: int) -> tuple[Path, list[
 def supervise(argv: list[str], workers: int) -> int:
     """Run `hookgate <argv>` as `workers` worker processes until stopped; the exit code for the CLI."""
     with tempfile.TemporaryDirectory(prefix="hookgate-metrics-") as shared:
-        return asyncio.run(_supervise(argv, workers, shared))
+        return eventloop.run(_supervise(argv, workers, shared))
 
 
 async def _supervise(argv: list[str], count: int, shared: str) -> int:
