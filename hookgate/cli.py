@@ -148,7 +148,7 @@ def cmd_sensor(args: argparse.Namespace) -> int:
     cluster = app.cluster_for(bundle, kubeconfig=args.kubeconfig, dry_run=args.dry_run, default_dry_run=None)
     sensors = app.compile_sensors(bundle, cluster)
     options = app.Options(nats_url=args.nats, host=args.host, metrics_port=args.metrics_port, gateway=False)
-    eventloop.run(app.serve(bundle, cluster, options, sensors=sensors))
+    eventloop.run(app.serve(bundle, cluster, options, sensors=sensors), default="asyncio")
     return 0
 
 

@@ -22,6 +22,13 @@ def test_uvloop_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert eventloop.run(_loop_type()) is uvloop.Loop
 
 
+def test_a_command_can_default_to_asyncio_and_still_be_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(eventloop.ENV, raising=False)
+    assert not issubclass(eventloop.run(_loop_type(), default="asyncio"), uvloop.Loop)
+    monkeypatch.setenv(eventloop.ENV, "uvloop")
+    assert eventloop.run(_loop_type(), default="asyncio") is uvloop.Loop
+
+
 def test_asyncio_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(eventloop.ENV, "asyncio")
     assert not issubclass(eventloop.run(_loop_type()), uvloop.Loop)
