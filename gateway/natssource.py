@@ -47,7 +47,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from gateway import esfilter
-from gateway.bus import Bus, PublishResult
+from gateway.bus import Bus, PublishResult, transport_closed
 from gateway.envelope import MASK, CloudEvent, header_key, json_text
 from gateway.errors import BusUnavailable, HookgateError
 from gateway.metrics import Metrics
@@ -221,8 +221,12 @@ class NatsSource:
         for nc in conns:
             try:
                 await nc.drain()
+            except RuntimeError as e:
+                if not transport_closed(e):
+                    raise
+                await _close(nc)
             except (nats.errors.Error, TimeoutError, OSError):
-                await nc.close()
+                await _close(nc)
 
     async def _subscribe(self, sub: Subscription) -> None:
         nc = await self._connect(sub)
@@ -358,3 +362,14 @@ class NatsSource:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
         except TimeoutError:
             pass
+
+
+async def _close(nc: Client) -> None:
+    """Close a connection that could not drain: what it still buffers is lost with the connection anyway."""
+    try:
+        await nc.close()
+    except RuntimeError as e:  # uvloop, on a connection already gone (see gateway.bus.transport_closed)
+        if not transport_closed(e):
+            raise
+    except (nats.errors.Error, TimeoutError, OSError):
+        pass
