@@ -47,6 +47,22 @@ _PULL_UNAVAILABLE = frozenset({"Server Shutdown", "Leadership Change"})
 _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 
+def safe_url(url: str) -> str:
+    """`url` fit for a log line: a password or token in it (`nats://user:pass@host`) is masked."""
+    return ",".join(map(_safe_server, url.split(",")))  # nats-py takes a comma-separated list
+
+
+def _safe_server(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user}:***@{host}" if colon else f"{scheme}{sep}***@{host}"
+
+
 def transport_closed(e: RuntimeError) -> bool:
     """Whether `e` is uvloop's error for a write to a connection that is already gone.
 
@@ -167,8 +183,12 @@ class Bus:
                 self.url, name=self._name, connect_timeout=timeout, max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5, allow_reconnect=True, reconnected_cb=reconnected,
                 disconnected_cb=disconnected, error_cb=error, pending_size=64 * 1024**2), timeout * 2)
-        except (OSError, nats.errors.Error, TimeoutError) as e:
-            raise BusUnavailable(f"cannot connect to NATS at {self.url}: {e}") from e
+        except TimeoutError:
+            raise BusUnavailable(f"cannot connect to NATS at {safe_url(self.url)}: no answer within "
+                                 f"{timeout * 2:g} s") from None
+        except (OSError, nats.errors.Error) as e:
+            raise BusUnavailable(f"cannot connect to NATS at {safe_url(self.url)}: "
+                                 f"{str(e) or type(e).__name__}") from e
         self._js = self._nc.jetstream(timeout=timeout)
         self._ack_prefix = self._nc.new_inbox() + "."
         await self._nc.subscribe(self._ack_prefix + "*", cb=self._on_ack)

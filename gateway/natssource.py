@@ -47,7 +47,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from gateway import esfilter
-from gateway.bus import Bus, PublishResult, transport_closed
+from gateway.bus import Bus, PublishResult, safe_url, transport_closed
 from gateway.envelope import MASK, CloudEvent, header_key, json_text
 from gateway.errors import BusUnavailable, HookgateError
 from gateway.metrics import Metrics
@@ -196,7 +196,7 @@ class NatsSource:
         self._publisher: Publisher | None = None
 
     def describe(self) -> list[str]:
-        return [f"subscribed: {s.spec.url} subject {s.spec.subject}"
+        return [f"subscribed: {safe_url(s.spec.url)} subject {s.spec.subject}"
                 f"{f' queue {s.spec.queue}' if s.spec.queue else ''} ({s.label})" for s in self.subscriptions]
 
     async def start(self, bus: Bus, *, spool: Publisher | None = None) -> None:
@@ -241,7 +241,7 @@ class NatsSource:
 
         await nc.subscribe(sub.spec.subject, queue=sub.spec.queue or "", cb=handle)
         await nc.flush()
-        log.info("%s subscribed to %s on %s", sub.label, sub.spec.subject, sub.spec.url)
+        log.info("%s subscribed to %s on %s", sub.label, sub.spec.subject, safe_url(sub.spec.url))
 
     async def _connect(self, sub: Subscription) -> Client:
         async def error(e: Exception) -> None:
@@ -255,7 +255,7 @@ class NatsSource:
         async def disconnected() -> None:
             if not self._stopping.is_set():
                 log.warning("%s: disconnected from %s; reconnecting (messages sent meanwhile are lost)",
-                            sub.label, sub.spec.url)
+                            sub.label, safe_url(sub.spec.url))
 
         delays = backoff_delays(sub.spec.connectionBackoff)
         for attempt in range(len(delays) + 1):
@@ -263,9 +263,9 @@ class NatsSource:
                 return await self._connect_once(sub, error=error, disconnected=disconnected)
             except (nats.errors.Error, OSError, TimeoutError) as e:
                 if attempt == len(delays):
-                    raise BusUnavailable(f"nats EventSource {sub.label}: cannot connect to {sub.spec.url}: "
+                    raise BusUnavailable(f"nats EventSource {sub.label}: cannot connect to {safe_url(sub.spec.url)}: "
                                          f"{str(e) or type(e).__name__}") from e
-                log.warning("%s: cannot connect to %s (%s); retrying in %.1fs", sub.label, sub.spec.url, e,
+                log.warning("%s: cannot connect to %s (%s); retrying in %.1fs", sub.label, safe_url(sub.spec.url), e,
                             delays[attempt])
                 await asyncio.sleep(delays[attempt])
         raise AssertionError("unreachable")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import logs
-from gateway.bus import DEFAULT_PREFIX, DEFAULT_STREAM, Bus, StreamSettings
+from gateway.bus import DEFAULT_PREFIX, DEFAULT_STREAM, Bus, StreamSettings, safe_url
 from gateway.errors import BusError, BusUnavailable, ManifestError
 from gateway.hooks import HookRegistrar
 from gateway.metrics import Metrics
@@ -256,7 +256,7 @@ async def _connect_later(bus: Bus, spool: Spool) -> None:
             break
         await asyncio.sleep(delay)  # back-off between attempts
         delay = min(delay * 2, 10.0)
-    log.info("connected to NATS at %s", bus.url)
+    log.info("connected to NATS at %s", safe_url(bus.url))
     spool.wake()
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from pathlib import Path
 
 import nats
 import pytest
 from nats.js.api import StreamConfig
 
-from gateway.bus import Bus, Consumer, Delivery, PublishResult
+from gateway.bus import Bus, Consumer, Delivery, PublishResult, safe_url
 from gateway.errors import BusError, BusUnavailable
 from hookgate.embedded import NatsServer
 from tests.conftest import until
@@ -257,3 +258,27 @@ async def test_a_fetch_of_a_deleted_consumer_is_a_bus_error(bus: Bus) -> None:
         await asyncio.wait_for(fetch, 10)
     with pytest.raises(BusError, match="no such consumer"):
         await asyncio.wait_for(consumer.fetch(10, timeout=60), 10)
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+    ("nats://alice:s3cret@nats:4222", "nats://alice:***@nats:4222"),
+    ("nats://s3cret-token@nats:4222", "nats://***@nats:4222"),
+    ("nats://a:s3cret@n1:4222,nats://b:s3cret@n2:4222", "nats://a:***@n1:4222,nats://b:***@n2:4222"),
+    ("tls://u:p@s@host:4222", "tls://u:***@host:4222"),
+    ("127.0.0.1:4222", "127.0.0.1:4222"),
+])
+def test_urls_in_logs_never_show_a_password_or_token(url: str, shown: str) -> None:
+    assert safe_url(url) == shown
+
+
+async def test_a_failed_connect_names_the_server_but_not_its_password() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bus = Bus(f"nats://alice:s3cret@127.0.0.1:{port}")
+    with pytest.raises(BusUnavailable) as err:
+        await bus.connect(timeout=0.5)
+    assert f"nats://alice:***@127.0.0.1:{port}" in str(err.value)
+    assert "s3cret" not in str(err.value)
+    assert not str(err.value).endswith(": ")  # the reason is named, even when nats-py gives none
