@@ -61,9 +61,13 @@ class CloudEvent:
                               ensure_ascii=False).encode()
         # The other members are headers, metadata and the context: strings only, which orjson writes
         # as json.dumps would (compact, UTF-8), at a fifth of the cost.
-        members = [orjson.dumps(k) + b":" + (raw_body if k == "body" else orjson.dumps(v))
-                   for k, v in self.data.items()]
-        return orjson.dumps(self.context())[:-1] + b',"data":{' + b",".join(members) + b"}}"
+        # One join, so a large body is copied once here rather than once per concatenation.
+        parts = [orjson.dumps(self.context())[:-1], b',"data":{']
+        for k, v in self.data.items():
+            value = raw_body if k == "body" else orjson.dumps(v)
+            parts += (b"," if len(parts) > 2 else b"", orjson.dumps(k), b":", value)
+        parts.append(b"}}")
+        return b"".join(parts)
 
     @classmethod
     def from_json(cls, raw: bytes) -> CloudEvent:
