@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 DEFAULT_STREAM = "HOOKGATE"
 DEFAULT_PREFIX = "hookgate"
 DAY = 24 * 3600.0
-ACK_SWEEP = 0.5  # seconds between checks for publishes whose ack is overdue
+ACK_SWEEP = 0.5  # seconds between checks for overdue publish acks and pull requests
 # JetStream ends a pull request itself when it expires (a 408); the local deadline is later so that
 # the sweep only ends requests the server never answered (a stalled server, a lost packet).
 PULL_GRACE = 0.5
@@ -48,11 +48,10 @@ _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 
 def safe_url(url: str) -> str:
-    """`url` fit for a log line: a password or token in it (`nats://user:pass@host`) is masked."""
-    return ",".join(map(_safe_server, url.split(",")))  # nats-py takes a comma-separated list
+    """`url` fit for a log line: a password or token in it (`nats://user:pass@host`) is masked.
 
-
-def _safe_server(url: str) -> str:
+    Everything before the last `@` is credentials, commas included: nats-py reads the string as one URL.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url
@@ -386,10 +385,13 @@ class Bus:
         assert self._nc is not None
         pull = self._new_pull(consumer, batch, timeout)
         request = b'{"batch":%d,"expires":%d,"no_wait":true}' % (batch, int(timeout * 1e9))
+        returned = False
         try:
             await self._nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self.settings.name}.{consumer.name}",
                                    request, reply=self._pull_prefix + pull.token)
-            return await pull.future
+            msgs = await pull.future
+            returned = True
+            return msgs
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
                 nats.errors.NoServersError, OSError) as e:
             raise BusUnavailable(str(e) or type(e).__name__) from e
@@ -401,8 +403,9 @@ class Bus:
             raise BusError(str(e) or type(e).__name__) from e
         finally:
             self._forget_pull(pull)
-            if not pull.future.done() or pull.future.cancelled():
-                # Cancelled (or the request never left): what it had already got goes to the next fetch.
+            if not returned:
+                # Cancelled, even just after its answer came, or the request never left: what it had
+                # already got goes to the next fetch.
                 consumer._held[:0] = pull.msgs
 
     def _new_pull(self, consumer: Consumer, batch: int, timeout: float) -> _Pull:
