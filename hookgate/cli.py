@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.bus import safe_url
 from gateway.errors import HookgateError
 from hookgate import app, eventloop, manifests, workers
 from hookgate.embedded import EmbeddedNatsError, NatsServer
@@ -114,7 +115,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             return 1
         url = server.url
         app.say(f"data: {Path(args.data_dir).resolve()}")
-    app.say(f"nats: {url}")
+    app.say(f"nats: {safe_url(url)}")
     try:
         sensors = app.compile_sensors(bundle, cluster)
         # `up` always spools, under the data dir: it costs nothing while NATS is up (events are
