@@ -411,7 +411,7 @@ class DryRunCluster:
             # the write are one step, as the API server's create is, and no reader sees half a file.
             os.link(staged, path)
         except FileExistsError:
-            raise AlreadyExists(yaml.safe_load(path.read_text()) or {}) from None
+            raise AlreadyExists(yaml.safe_load(path.read_bytes()) or {}) from None
         finally:
             staged.unlink()
         return obj
@@ -425,7 +425,7 @@ class DryRunCluster:
         path = self.directory / f"{name}.yaml" if self.directory else None
         if path is None or not path.exists():
             return None
-        obj = yaml.safe_load(path.read_text())
+        obj = yaml.safe_load(path.read_bytes())
         same = isinstance(obj, dict) and obj.get("kind") == kind and obj.get("apiVersion") == api_version
         return obj if same else None
 

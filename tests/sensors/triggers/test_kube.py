@@ -263,6 +263,17 @@ async def test_dry_run_create_writes_the_object_once(tmp_path: Path) -> None:
     assert yaml.safe_load(files(tmp_path)["c.yaml"]) == obj
 
 
+async def test_dry_run_files_are_utf8_and_read_back_as_written(tmp_path: Path) -> None:
+    dry = DryRunCluster(tmp_path)
+    obj = configmap("c", "default", title="café ☕ 日本", line="a\u2028b")
+    await dry.create(obj, "default")
+    assert "café ☕ 日本".encode() in (tmp_path / "c.yaml").read_bytes()  # UTF-8, whatever the locale
+    with pytest.raises(AlreadyExists) as e:
+        await dry.create(obj, "default")
+    assert e.value.existing == obj
+    assert await dry.get("v1", "ConfigMap", "c", "default") == obj
+
+
 async def test_dry_run_records_other_writes_as_requests(tmp_path: Path) -> None:
     dry = DryRunCluster(tmp_path)
     await dry.replace(configmap("c", "ns", a="1"), "ns")
