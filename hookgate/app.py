@@ -26,7 +26,8 @@ from gateway.spool import DEFAULT_MAX_BYTES, Spool
 from hookgate import workers
 from hookgate.manifests import Bundle
 from sensors.kube import Cluster, DryRunCluster, KubeCluster
-from sensors.runner import CompiledSensor, SensorRunner, compile_sensor
+from sensors.models import Sensor
+from sensors.runner import CompiledSensor, SensorRunner, compile_sensor, consumer_name
 
 log = logging.getLogger("hookgate")
 
@@ -113,7 +114,17 @@ def compile_sensors(bundle: Bundle, cluster: Cluster, *, secrets: bool = True) -
     """Every Sensor, compiled once; an error names the file and document the Sensor came from."""
     lookup = secret_lookup(bundle) if secrets else None
     compiled = []
+    consumers: dict[str, Sensor] = {}
     for sensor in bundle.sensors:
+        other = consumers.setdefault(consumer_name(sensor), sensor)
+        if other is not sensor:
+            # `.` and `_` read alike in NATS names: two such Sensors would share one consumer and
+            # each take the other's events.
+            file, document = bundle.origin(sensor)
+            raise ManifestError(f"its NATS consumer name {consumer_name(sensor)} is also that of Sensor "
+                                f"{other.namespace}/{other.name} ({bundle.origin(other)[0]}); rename one of them",
+                                file=file, document=document, path=("metadata", "name"), kind="Sensor",
+                                name=sensor.name)
         try:
             compiled.append(compile_sensor(sensor, cluster=cluster, secret=lookup))
         except ManifestError as e:

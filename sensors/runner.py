@@ -191,7 +191,7 @@ class SensorRunner:
 
     @property
     def consumer_name(self) -> str:
-        return f"sensor_{token(self.compiled.sensor.namespace)}_{token(self.name)}"
+        return consumer_name(self.compiled.sensor)
 
     @property
     def dead_letter_subject(self) -> str:
@@ -457,6 +457,11 @@ class _Heartbeat:
         self._timer.cancel()
         if self._beat is not None:
             self._beat.cancel()
+
+
+def consumer_name(sensor: Sensor) -> str:
+    """The Sensor's durable consumer (its condition bucket is named alike): `.` is not allowed in it."""
+    return f"sensor_{token(sensor.namespace)}_{token(sensor.name)}"
 
 
 def condition_ttl(sensor: Sensor) -> float | None:

@@ -10,7 +10,9 @@ import yaml
 
 from gateway.errors import ManifestError, format_path
 from gateway.models import DEFAULT_MAX_PAYLOAD, EventSource
+from hookgate.app import compile_sensors
 from hookgate.manifests import load, parse_document
+from sensors.kube import DryRunCluster
 from tests.conftest import SHARED
 
 ARGO_EXAMPLES = SHARED / "reference" / "argo-examples"
@@ -149,6 +151,18 @@ def test_the_same_eventsource_twice_is_an_error_naming_both_places(tmp_path: Pat
         load([first, second])
     assert err.value.file == str(second)
     assert err.value.document == 1
+    assert str(first) in err.value.message
+
+
+def test_two_sensors_whose_nats_consumer_names_collide_are_an_error_naming_both(tmp_path: Path) -> None:
+    dotted, underscored = sensor({}), sensor({})
+    dotted["metadata"]["name"], underscored["metadata"]["name"] = "ci.build", "ci_build"
+    first = write(tmp_path / "a.yaml", dotted)
+    second = write(tmp_path / "b.yaml", underscored)
+    with pytest.raises(ManifestError) as err:
+        compile_sensors(load([first, second]), DryRunCluster(None))
+    assert (err.value.file, err.value.document, err.value.name) == (str(second), 0, "ci_build")
+    assert "sensor_default_ci_build" in err.value.message and "default/ci.build" in err.value.message
     assert str(first) in err.value.message
 
 
