@@ -26,10 +26,10 @@ _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*(?: [A-Za-z0-9_./-]+)*", re.ASCII)
 # YAML 1.1 reads these (in any case) as booleans or null.
 _RESERVED = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
-# Not printable for YAML even when quoted (C1 controls, DEL, BOM, non-characters), or a line
-# break that a double-quoted scalar would fold (NEL, LS, PS).
 # A longer key needs YAML's explicit `? key` form: readers refuse implicit keys over 1,024 characters.
 _MAX_KEY = 1000
+# Not printable for YAML even when quoted (C1 controls, DEL, BOM, non-characters), or a line
+# break that a double-quoted scalar would fold (NEL, LS, PS).
 _UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 
 
