@@ -275,8 +275,9 @@ class Bus:
             self._sweeper.cancel()
         self._end_pulls(BusUnavailable("the bus is closed"))
         # Not drain(): nothing that arrives now can be handled anyway; left unacked, it is redelivered
-        # after ack_wait, like the messages a consumer still holds.
+        # after ack_wait.
         if self._nc is not None and not self._nc.is_closed:
+            await self._return_held()
             # Acks buffered during an outage cannot be flushed to a dead connection: their messages
             # are simply redelivered, and the idempotent triggers absorb that.
             # nats-py's close() writes what is still buffered to the old connection first: on a dead
@@ -291,6 +292,23 @@ class Bus:
                 except RuntimeError as e:
                     if not transport_closed(e):
                         raise
+
+    async def _return_held(self) -> None:
+        """Nak what consumers hold for a next fetch that will not come (close's flush sends them).
+
+        A replica, or this sensor restarted, gets them at once instead of after ack_wait.
+        """
+        for consumer in self._consumers.values():
+            held, consumer._held = consumer._held, []
+            for msg in held:
+                try:
+                    await msg.nak()
+                except (nats.errors.Error, OSError):
+                    return  # the connection is gone: ack_wait brings them back
+                except RuntimeError as e:
+                    if not transport_closed(e):
+                        raise
+                    return
 
     @property
     def js(self) -> Any:

@@ -216,6 +216,29 @@ async def test_messages_of_a_fetch_cancelled_just_after_its_answer_go_to_the_nex
     assert [d.data for d in got] == [b"0", b"1"]
 
 
+async def test_messages_held_at_close_are_handed_back_at_once_not_after_ack_wait(
+        nats_server: NatsServer, bus: Bus) -> None:
+    consumer = await bus.ensure_consumer("c", [PUSH], ack_wait=60)
+    fetch = asyncio.ensure_future(consumer.fetch(10, timeout=60))
+    await server_waiting(bus, consumer)
+    fetch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fetch
+    await publish(bus, 1)
+    await until(lambda: bool(consumer._held), what="the message to be held for a next fetch")
+    await bus.close()  # a sensor stopping, or scaled down, with a message in hand
+
+    other = Bus(nats_server.url)  # a replica, or the same sensor restarted
+    await other.connect()
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        [delivery] = await (await other.ensure_consumer("c", [PUSH], ack_wait=60)).fetch(10, timeout=30)
+        assert loop.time() - started < 10 and (delivery.data, delivery.attempt) == (b"0", 2)
+    finally:
+        await other.close()
+
+
 async def test_a_message_delivered_after_its_fetch_timed_out_goes_to_the_next_fetch(
         nats_server: NatsServer, bus: Bus) -> None:
     consumer = await bus.ensure_consumer("c", [PUSH])
