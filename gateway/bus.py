@@ -12,11 +12,12 @@ consumer: publish acks, and the messages and status answers of every consumer's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,18 @@ def transport_closed(e: RuntimeError) -> bool:
     left to propagate.
     """
     return "the handler is closed" in str(e)
+
+
+@contextlib.contextmanager
+def lost_connection() -> Iterator[None]:
+    """Around a call that writes to NATS: uvloop's closed-transport RuntimeError becomes the
+    ConnectionResetError asyncio's own loop gives, so every caller handles one kind of error."""
+    try:
+        yield
+    except RuntimeError as e:
+        if not transport_closed(e):
+            raise
+        raise ConnectionResetError("the connection to NATS was lost") from e
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,12 +299,10 @@ class Bus:
             nc = self._nc
             for step in (functools.partial(nc.flush, timeout=1), nc.close):
                 try:
-                    await step()
+                    with lost_connection():
+                        await step()
                 except (nats.errors.Error, TimeoutError, OSError):
                     pass
-                except RuntimeError as e:
-                    if not transport_closed(e):
-                        raise
 
     async def _return_held(self) -> None:
         """Nak what consumers hold for a next fetch that will not come (close's flush sends them).
@@ -302,13 +313,10 @@ class Bus:
             held, consumer._held = consumer._held, []
             for msg in held:
                 try:
-                    await msg.nak()
+                    with lost_connection():
+                        await msg.nak()
                 except (nats.errors.Error, OSError):
                     return  # the connection is gone: ack_wait brings them back
-                except RuntimeError as e:
-                    if not transport_closed(e):
-                        raise
-                    return
 
     @property
     def js(self) -> Any:
@@ -351,8 +359,9 @@ class Bus:
         future: asyncio.Future[Msg] = loop.create_future()
         self._acks[token] = (future, loop.time() + timeout)
         try:
-            await self._nc.publish(subject, payload, reply=self._ack_prefix + token,
-                                   headers={"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": self.settings.name})
+            with lost_connection():
+                await self._nc.publish(subject, payload, reply=self._ack_prefix + token,
+                                       headers={"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": self.settings.name})
             reply = await future
         except nats.errors.MaxPayloadError:
             # A NATS server with a smaller max_payload than the stream's limit (1 MiB is its default).
@@ -360,10 +369,6 @@ class Bus:
                                 f"({self._nc.max_payload})") from None
         except (nats.errors.Error, TimeoutError, OSError) as e:
             raise BusUnavailable(f"JetStream did not acknowledge: {type(e).__name__}") from e
-        except RuntimeError as e:
-            if not transport_closed(e):
-                raise
-            raise BusUnavailable("JetStream did not acknowledge: the connection to NATS was lost") from e
         finally:
             self._acks.pop(token, None)
         return publish_result(reply)
@@ -405,18 +410,15 @@ class Bus:
         request = b'{"batch":%d,"expires":%d,"no_wait":true}' % (batch, int(timeout * 1e9))
         returned = False
         try:
-            await self._nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self.settings.name}.{consumer.name}",
-                                   request, reply=self._pull_prefix + pull.token)
+            with lost_connection():
+                await self._nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self.settings.name}.{consumer.name}",
+                                       request, reply=self._pull_prefix + pull.token)
             msgs = await pull.future
             returned = True
             return msgs
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
                 nats.errors.NoServersError, OSError) as e:
             raise BusUnavailable(str(e) or type(e).__name__) from e
-        except RuntimeError as e:
-            if not transport_closed(e):
-                raise
-            raise BusUnavailable("the connection to NATS was lost") from e
         except nats.errors.Error as e:
             raise BusError(str(e) or type(e).__name__) from e
         finally:
@@ -533,12 +535,9 @@ class Delivery:
 
     async def _call(self, op: Awaitable[Any]) -> None:
         try:
-            await op
+            with lost_connection():
+                await op
         except (nats.errors.Error, TimeoutError, OSError) as e:
             # An ack that does not arrive means redelivery, which idempotent triggers absorb.
             raise BusUnavailable(f"ack not confirmed: {type(e).__name__}") from e
-        except RuntimeError as e:
-            if not transport_closed(e):
-                raise
-            raise BusUnavailable("ack not confirmed: the connection to NATS was lost") from e
 

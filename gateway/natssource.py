@@ -47,7 +47,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from gateway import esfilter
-from gateway.bus import Bus, PublishResult, safe_url, transport_closed
+from gateway.bus import Bus, PublishResult, lost_connection, safe_url
 from gateway.envelope import MASK, CloudEvent, header_key, json_text
 from gateway.errors import BusUnavailable, HookgateError
 from gateway.metrics import Metrics
@@ -220,11 +220,8 @@ class NatsSource:
         conns, self._conns = self._conns, []
         for nc in conns:
             try:
-                await nc.drain()
-            except RuntimeError as e:
-                if not transport_closed(e):
-                    raise
-                await _close(nc)
+                with lost_connection():
+                    await nc.drain()
             except (nats.errors.Error, TimeoutError, OSError):
                 await _close(nc)
 
@@ -367,9 +364,7 @@ class NatsSource:
 async def _close(nc: Client) -> None:
     """Close a connection that could not drain: what it still buffers is lost with the connection anyway."""
     try:
-        await nc.close()
-    except RuntimeError as e:  # uvloop, on a connection already gone (see gateway.bus.transport_closed)
-        if not transport_closed(e):
-            raise
+        with lost_connection():
+            await nc.close()
     except (nats.errors.Error, TimeoutError, OSError):
         pass

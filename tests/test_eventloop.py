@@ -8,7 +8,7 @@ import asyncio
 import pytest
 import uvloop  # a dependency: not importorskip, which would hide a missing install as a skip
 
-from gateway.bus import transport_closed
+from gateway.bus import lost_connection, transport_closed
 from gateway.errors import HookgateError
 from hookgate import eventloop
 
@@ -69,3 +69,13 @@ def test_uvloops_closed_transport_error_is_recognised(monkeypatch: pytest.Monkey
 def test_other_runtime_errors_are_not_taken_for_a_lost_connection() -> None:
     assert not transport_closed(RuntimeError("Event loop is closed"))
     assert not transport_closed(RuntimeError("consumer x is already fetching"))
+
+
+def test_a_closed_transport_reads_as_a_lost_connection_and_nothing_else_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(eventloop.ENV, raising=False)
+    error = eventloop.run(_write_after_close())
+    assert error is not None
+    with pytest.raises(ConnectionResetError), lost_connection():
+        raise error
+    with pytest.raises(RuntimeError, match="Event loop is closed"), lost_connection():
+        raise RuntimeError("Event loop is closed")
