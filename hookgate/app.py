@@ -103,7 +103,6 @@ class Options:
     host: str = "0.0.0.0"
     metrics_port: int | None = None
     gateway: bool = True
-    sensors: bool = True
     spool_dir: str | None = None  # keep events on disk while NATS is down (gateway side only)
     spool_max_bytes: int = DEFAULT_MAX_BYTES
     worker: int = 0  # this gateway worker's index, of `workers` (hookgate/workers.py)
@@ -145,7 +144,7 @@ async def serve(bundle: Bundle, cluster: Cluster, options: Options, *, sensors: 
     async with contextlib.AsyncExitStack() as parts:
         parts.push_async_callback(cluster.close)
         parts.push_async_callback(bus.close)
-        await _connect(bus, spool, options, parts)
+        await _connect(bus, spool, waits=bool(sensors), parts=parts)
         runners = await _sensors(sensors, bus, metrics, parts)
         ready = ready_all(_intake_ready(bus, spool), *(lambda r=r: r.consuming for r in runners))
         if options.gateway:
@@ -168,10 +167,10 @@ async def serve(bundle: Bundle, cluster: Cluster, options: Options, *, sensors: 
         await _until(stop, tasks)
 
 
-async def _connect(bus: Bus, spool: Spool | None, options: Options, parts: contextlib.AsyncExitStack) -> None:
-    # With a spool and no sensor in this process, the listeners can take events while NATS is down:
-    # connect in the background rather than wait. Sensors need the bus first, so `up` still waits.
-    if spool is not None and not options.sensors:
+async def _connect(bus: Bus, spool: Spool | None, *, waits: bool, parts: contextlib.AsyncExitStack) -> None:
+    # With a spool and no sensor in this process (`waits` false), the listeners can take events while
+    # NATS is down: connect in the background rather than wait. Sensors need the bus first.
+    if spool is not None and not waits:
         connecting = asyncio.create_task(_connect_later(bus, spool))
         parts.push_async_callback(_cancel, [connecting])
         return

@@ -137,8 +137,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         return workers.supervise(argv + (["--spool-dir", args.spool_dir] if args.spool_dir else []), args.workers)
     worker, count = workers.identity()
     offline = DryRunCluster(None)
-    options = app.Options(nats_url=args.nats, host=args.host, sensors=False, spool_dir=args.spool_dir,
-                          worker=worker, workers=count)
+    options = app.Options(nats_url=args.nats, host=args.host, spool_dir=args.spool_dir, worker=worker,
+                          workers=count)
     eventloop.run(app.serve(bundle, offline, options))
     return 0
 
