@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -24,6 +24,7 @@ from gateway.envelope import CloudEvent, json_text
 from gateway.errors import BusError, EventTooLarge, ManifestError, RequestRejected
 from gateway.metrics import Metrics
 from gateway.models import EventSource, SecretKeySelector, WebhookContext
+from gateway.protocol import Limits, PlainServer
 from gateway.spool import Spool, Spooled, SpoolError, SpoolFull
 from gateway.webhook import Accepted, Incoming
 
@@ -167,11 +168,16 @@ class Listener:
 
     async def start(self, host: str, *, reuse_port: bool = False) -> None:
         """Listen on `host`; with `reuse_port`, beside the other workers of the gateway (SO_REUSEPORT)."""
-        # aiohttp's low-level server: one dict lookup routes a request, where an Application's
-        # router and handler chain cost ~8 us of every webhook's CPU (a twentieth of it).
-        server = web.Server(self._dispatch, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT,
-                            max_line_size=MAX_LINE_SIZE, max_field_size=MAX_FIELD_SIZE, max_headers=MAX_HEADERS,
-                            logger=_http_log, lingering_time=LINGERING_TIME)
+        # Plain deliveries are read by gateway/protocol.py, everything else by aiohttp's low-level
+        # server, where one dict lookup routes a request (an Application's router and handler chain
+        # cost ~8 us of every webhook's CPU).
+        limits = Limits(max_line_size=MAX_LINE_SIZE, max_field_size=MAX_FIELD_SIZE, max_headers=MAX_HEADERS,
+                        keepalive_timeout=KEEPALIVE_TIMEOUT, body_timeout=BODY_READ_TIMEOUT,
+                        lingering_time=LINGERING_TIME)
+        server = PlainServer(self._dispatch, routes=self.routes, serve=self._serve_plain, refuse=self._refused,
+                             limits=limits, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT,
+                             max_line_size=MAX_LINE_SIZE, max_field_size=MAX_FIELD_SIZE, max_headers=MAX_HEADERS,
+                             logger=_http_log, lingering_time=LINGERING_TIME)
         self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, self.port, reuse_address=True, reuse_port=reuse_port or None).start()
@@ -199,13 +205,9 @@ class Listener:
     async def _handle(self, route: Route, request: web.BaseRequest) -> web.Response:
         started = time.perf_counter()
         try:
-            status, text = await self._accept(route, request)
+            status, text = await self._accept(route, await _read(route, request))
         except RequestRejected as e:
-            if logs.event_id.get() is None:  # refused before the provider named the delivery
-                logs.event_id.set(next((json_text(request.headers[h]) for h in logs.DELIVERY_HEADERS
-                                        if h in request.headers), None))
-            self.metrics.rejected(route.eventsource, route.event, e.status)
-            log.info("%s rejected %s: %s", route.label, e.status, e.reason)
+            self._refused(route, request.headers, e)
             response = web.Response(status=e.status, text=e.reason + "\n")
             if e.status == 408:
                 # Connection: close, then aiohttp reads and drops what still trickles in, for at most
@@ -215,15 +217,25 @@ class Listener:
         self.metrics.observe(route.eventsource, route.event, time.perf_counter() - started)
         return web.Response(status=status, text=text)
 
-    async def _accept(self, route: Route, request: web.BaseRequest) -> tuple[int, str]:
-        if request.method != route.webhook.method:
-            raise RequestRejected(405, f"method {request.method} not allowed; this endpoint takes "
-                                       f"{route.webhook.method}")
-        if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
-            await _continue(request, route.webhook.maxPayloadSize)
-        body = await _read_body(request, route.webhook.maxPayloadSize)
-        incoming = Incoming(method=request.method, path=request.path, headers=request.headers,
-                            header_items=list(request.headers.items()), body=body, query=request.query_string)
+    async def _serve_plain(self, route: Route, incoming: Incoming) -> tuple[int, str]:
+        """A delivery read by gateway/protocol.py: the same handling, the answer as (status, text)."""
+        started = time.perf_counter()
+        try:
+            status, text = await self._accept(route, incoming)
+        except RequestRejected as e:
+            self._refused(route, incoming.headers, e)
+            return e.status, e.reason + "\n"
+        self.metrics.observe(route.eventsource, route.event, time.perf_counter() - started)
+        return status, text
+
+    def _refused(self, route: Route, headers: Mapping[str, str], e: RequestRejected) -> None:
+        if logs.event_id.get() is None:  # refused before the provider named the delivery
+            logs.event_id.set(next((json_text(headers[h]) for h in logs.DELIVERY_HEADERS if h in headers), None))
+        self.metrics.rejected(route.eventsource, route.event, e.status)
+        log.info("%s rejected %s: %s", route.label, e.status, e.reason)
+
+    async def _accept(self, route: Route, incoming: Incoming) -> tuple[int, str]:
+        body = incoming.body
         # A large body's HMAC and JSON parse take milliseconds: off the loop, so other requests and
         # the health checks do not wait behind it. Small ones stay inline, where a thread costs more.
         large = len(body) > OFFLOAD_BYTES
@@ -264,6 +276,18 @@ class Listener:
         if self.spool is None:
             return self.bus.publish(subject, payload, msg_id=msg_id)
         return self.spool.publish(subject, payload, msg_id=msg_id)
+
+
+async def _read(route: Route, request: web.BaseRequest) -> Incoming:
+    """What aiohttp's path hands to the providers: the request with its whole body, within limits."""
+    if request.method != route.webhook.method:
+        raise RequestRejected(405, f"method {request.method} not allowed; this endpoint takes "
+                                   f"{route.webhook.method}")
+    if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+        await _continue(request, route.webhook.maxPayloadSize)
+    body = await _read_body(request, route.webhook.maxPayloadSize)
+    return Incoming(method=request.method, path=request.path, headers=request.headers,
+                    header_items=list(request.headers.items()), body=body, query=request.query_string)
 
 
 async def _continue(request: web.BaseRequest, limit: int) -> None:
