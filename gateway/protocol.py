@@ -39,18 +39,19 @@ Serve = Callable[["Route", Incoming], Awaitable[tuple[int, str]]]
 #: How the listener records a refusal this protocol answers itself (a body that never arrives).
 Refuse = Callable[["Route", Mapping[str, str], RequestRejected], None]
 
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # One header line: a token name, a colon, a value of visible characters, spaces and tabs. No
 # obs-fold, no bare CR or LF, no control character: any of those, and aiohttp reads the request.
-_FIELD = rb"(" + _TOKEN + rb"):[ \t]*([\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?[ \t]*\r\n"
-_FIELDS = re.compile(rb"(?:" + _FIELD + rb")*")
-_FIELD_RE = re.compile(_FIELD)
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") (/[\x21-\x7e]*) HTTP/1\.1\r\n")
+_FIELD = r"(" + _TOKEN + r"):[ \t]*([\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?[ \t]*\r\n"
+_FIELDS = re.compile(r"(?:" + _FIELD + r")*")
+_REQUEST_LINE = re.compile(r"(" + _TOKEN + r") (/[\x21-\x7e]*) HTTP/1\.1\r\n")
 #: Headers whose presence means the request is not plain: aiohttp handles each of them.
-_NOT_PLAIN = frozenset({b"transfer-encoding", b"content-encoding", b"expect", b"upgrade", b"http2-settings"})
+_NOT_PLAIN = frozenset({"transfer-encoding", "content-encoding", "expect", "upgrade", "http2-settings"})
 #: Headers RFC 9110 allows once: a request repeating one is aiohttp's to refuse (it answers 400).
-_SINGLETONS = frozenset({b"content-length", b"content-location", b"content-range", b"content-type", b"etag",
-                         b"host", b"max-forwards", b"server", b"transfer-encoding", b"user-agent"})
+_SINGLETONS = frozenset({"content-length", "content-location", "content-range", "content-type", "etag", "host",
+                         "max-forwards", "server", "transfer-encoding", "user-agent"})
+#: The header names this module looks into.
+_WATCHED = _NOT_PLAIN | _SINGLETONS | {"connection"}
 #: Bytes a connection may buffer while its request is being handled, before reading pauses.
 _BUFFER_CAP = 1024 * 1024
 
@@ -72,14 +73,15 @@ class Limits:
 class Head:
     """A plain request head, parsed."""
 
-    __slots__ = ("close", "content_length", "headers", "method", "path", "query", "route")
+    __slots__ = ("close", "content_length", "fields", "headers", "method", "path", "query", "route")
 
-    def __init__(self, method: str, path: str, query: str, headers: CIMultiDictProxy[str], content_length: int,
+    def __init__(self, method: str, path: str, query: str, fields: list[tuple[str, str]], content_length: int,
                  close: bool, route: Route) -> None:
         self.method = method
         self.path = path
         self.query = query
-        self.headers = headers
+        self.fields = fields  # every header line, in order
+        self.headers = CIMultiDictProxy(CIMultiDict(fields))
         self.content_length = content_length
         self.close = close
         self.route = route
@@ -87,55 +89,58 @@ class Head:
 
 def parse_head(head: bytes, routes: Mapping[str, Route], limits: Limits) -> Head | None:
     """`head` (request line and header lines, each ending in CRLF) when it is plain, else None."""
-    if not head.isascii():
+    # A head longer than one field may hold a field over the limit: aiohttp measures those.
+    if len(head) > limits.max_field_size or not head.isascii():
         return None
-    line = _REQUEST_LINE.match(head)
+    text = head.decode("ascii")
+    line = _REQUEST_LINE.match(text)
     if line is None or line.end() > limits.max_line_size:
         return None
-    method, target = line.group(1).decode(), line.group(2).decode()
+    method, target = line.group(1), line.group(2)
     path, _, query = target.partition("?")
     route = routes.get(path)
     # Percent-escapes, '+', fragments and dot segments are for aiohttp (yarl) to decode and normalise.
     if route is None or method != route.webhook.method or method == "HEAD" or "%" in target or "+" in query \
             or "#" in target:
         return None
-    block = head[line.end():]
+    block = text[line.end():]
     if _FIELDS.fullmatch(block) is None:
         return None
-    fields = _FIELD_RE.findall(block)
-    if len(fields) > limits.max_headers:
+    lines = block.split("\r\n")
+    lines.pop()  # the empty string after the last CRLF
+    if len(lines) > limits.max_headers:
         return None
-    pairs: list[tuple[str, str]] = []
+    fields: list[tuple[str, str]] = []
     length: int | None = None
     close = False
-    seen: set[bytes] = set()
-    for name, value in fields:
-        if len(name) > limits.max_field_size or len(value) > limits.max_field_size:
-            return None
+    seen: set[str] = set()
+    for line in lines:
+        name, _, value = line.partition(":")
+        value = value.strip(" \t")
+        fields.append((name, value))
         lower = name.lower()
-        if lower in _NOT_PLAIN:
-            return None
-        if lower in _SINGLETONS:
-            if lower in seen:
+        if lower not in _WATCHED:
+            continue
+        if lower == "connection":
+            tokens = {t.strip() for t in value.lower().split(",")}
+            if "upgrade" in tokens:
                 return None
-            seen.add(lower)
-        if lower == b"content-length":
+            close = close or "close" in tokens
+            continue
+        if lower in _NOT_PLAIN or lower in seen:
+            return None
+        seen.add(lower)
+        if lower == "content-length":
             if not value.isdigit() or len(value) > 18:
                 return None
             length = int(value)
-        elif lower == b"connection":
-            tokens = {t.strip() for t in value.lower().split(b",")}
-            if b"upgrade" in tokens:
-                return None
-            close = b"close" in tokens
-        pairs.append((name.decode(), value.decode()))
     if length is None:
-        if method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        if method not in ("GET", "DELETE", "OPTIONS"):
             return None  # a body without a length: aiohttp says what that means
         length = 0
     if length > route.webhook.maxPayloadSize:
         return None  # aiohttp's path answers 413 without reading the body
-    return Head(method, path, query, CIMultiDictProxy(CIMultiDict(pairs)), length, close, route)
+    return Head(method, path, query, fields, length, close, route)
 
 
 class _DateCache:
@@ -281,7 +286,7 @@ class PlainProtocol(asyncio.Protocol):
         del self._buffer[:end]
         self._head = None
         incoming = Incoming(method=head.method, path=head.path, headers=head.headers,
-                            header_items=list(head.headers.items()), body=body, query=head.query)
+                            header_items=head.fields, body=body, query=head.query)
         self.task = asyncio.get_running_loop().create_task(self._serve(head, incoming))
 
     async def _serve(self, head: Head, incoming: Incoming) -> None:
