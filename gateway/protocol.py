@@ -45,8 +45,10 @@ _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _FIELD = r"(" + _TOKEN + r"):[ \t]*([\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?[ \t]*\r\n"
 _FIELDS = re.compile(r"(?:" + _FIELD + r")*")
 _REQUEST_LINE = re.compile(r"(" + _TOKEN + r") (/[\x21-\x7e]*) HTTP/1\.1\r\n")
-#: Headers whose presence means the request is not plain: aiohttp handles each of them.
-_NOT_PLAIN = frozenset({"transfer-encoding", "content-encoding", "expect", "upgrade", "http2-settings"})
+#: Headers whose presence means the request is not plain: aiohttp handles each of them. (llhttp reads
+#: Proxy-Connection as Connection; aiohttp answers Sec-WebSocket-Key1, the old WebSocket draft's, 400.)
+_NOT_PLAIN = frozenset({"transfer-encoding", "content-encoding", "expect", "upgrade", "http2-settings",
+                        "proxy-connection", "sec-websocket-key1"})
 #: Headers RFC 9110 allows once: a request repeating one is aiohttp's to refuse (it answers 400).
 _SINGLETONS = frozenset({"content-length", "content-location", "content-range", "content-type", "etag", "host",
                          "max-forwards", "server", "transfer-encoding", "user-agent"})
@@ -134,6 +136,8 @@ def parse_head(head: bytes, routes: Mapping[str, Route], limits: Limits) -> Head
             if not value.isdigit() or len(value) > 18:
                 return None
             length = int(value)
+    if "host" not in seen:
+        return None  # HTTP/1.1 without Host: aiohttp answers 400 (RFC 9112, section 3.2)
     if length is None:
         if method not in ("GET", "DELETE", "OPTIONS"):
             return None  # a body without a length: aiohttp says what that means
