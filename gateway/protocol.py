@@ -324,9 +324,7 @@ class PlainProtocol(asyncio.Protocol):
         protocol = self.server.aiohttp_protocol()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
-        if self._paused:
-            transport.resume_reading()
-        protocol.data_received(data)
+        protocol.data_received(data)  # reading is never paused here: it pauses only while a request runs
 
     def _body_late(self) -> None:
         """The body did not arrive within the body deadline: 408, as aiohttp's path answers it."""
