@@ -203,27 +203,27 @@ class Listener:
         return web.Response(status=200 if ok else 503, text="ready\n" if ok else "not ready\n")
 
     async def _handle(self, route: Route, request: web.BaseRequest) -> web.Response:
-        started = time.perf_counter()
-        try:
-            status, text = await self._accept(route, await _read(route, request))
-        except RequestRejected as e:
-            self._refused(route, request.headers, e)
-            response = web.Response(status=e.status, text=e.reason + "\n")
-            if e.status == 408:
-                # Connection: close, then aiohttp reads and drops what still trickles in, for at most
-                # LINGERING_TIME: closing at once would let the kernel's reset destroy the 408 in flight.
-                response.force_close()
-            return response
-        self.metrics.observe(route.eventsource, route.event, time.perf_counter() - started)
-        return web.Response(status=status, text=text)
+        status, text = await self._answer(route, request.headers, _read(route, request))
+        response = web.Response(status=status, text=text)
+        if status == 408:
+            # Connection: close, then aiohttp reads and drops what still trickles in, for at most
+            # LINGERING_TIME: closing at once would let the kernel's reset destroy the 408 in flight.
+            response.force_close()
+        return response
 
-    async def _serve_plain(self, route: Route, incoming: Incoming) -> tuple[int, str]:
-        """A delivery read by gateway/protocol.py: the same handling, the answer as (status, text)."""
+    def _serve_plain(self, route: Route, incoming: Incoming) -> Awaitable[tuple[int, str]]:
+        """A delivery read by gateway/protocol.py: the same handling as aiohttp's path."""
+        return self._answer(route, incoming.headers, incoming)
+
+    async def _answer(self, route: Route, headers: Mapping[str, str], read: Incoming | Awaitable[Incoming]
+                      ) -> tuple[int, str]:
+        """(status, text) for a request, read already (the lean path) or still to read (aiohttp's)."""
         started = time.perf_counter()
         try:
+            incoming = read if isinstance(read, Incoming) else await read
             status, text = await self._accept(route, incoming)
         except RequestRejected as e:
-            self._refused(route, incoming.headers, e)
+            self._refused(route, headers, e)
             return e.status, e.reason + "\n"
         self.metrics.observe(route.eventsource, route.event, time.perf_counter() - started)
         return status, text

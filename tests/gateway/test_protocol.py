@@ -24,7 +24,6 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 import uvloop
 from aiohttp.base_protocol import BaseProtocol
@@ -43,7 +42,6 @@ from tests.conftest import until
 from tests.gateway.test_hardening import (
     BODY,
     LIMIT,
-    STREAM,
     Hard,
     Reply,
     http_request,
@@ -52,7 +50,7 @@ from tests.gateway.test_hardening import (
     running_gateway,
     write_manifests,
 )
-from tests.gateway.test_listener import secret_lookup
+from tests.gateway.test_listener import secret_lookup, stored
 
 #: The limits the listener runs with (gateway/server.py's Listener.start).
 LIMITS = Limits(max_line_size=server.MAX_LINE_SIZE, max_field_size=server.MAX_FIELD_SIZE,
@@ -435,18 +433,7 @@ def lean(reply: Reply) -> bool:
 
 async def stored_ids(url: str) -> list[str]:
     """The id of every event in the stream, in the order JetStream stored them."""
-    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
-    try:
-        js = nc.jetstream(timeout=5)
-        state = (await js.stream_info(STREAM)).state
-        if not state.messages:
-            return []
-        ids: list[str] = []
-        for seq in range(state.first_seq, state.last_seq + 1):
-            ids.append(json.loads((await js.get_msg(STREAM, seq=seq)).data or b"{}")["id"])
-        return ids
-    finally:
-        await nc.close()
+    return [json.loads(msg.data or b"{}")["id"] for msg in await stored(url)]
 
 
 # Scenarios run on the test's loop (asyncio's) and again on uvloop, the gateway's loop in production:
