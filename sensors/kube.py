@@ -2,9 +2,11 @@
 
 `KubeCluster` reaches any resource kind the API server serves: the kind is looked up by discovery
 on first use and cached in memory (never in a temp file shared with other processes). Argo's own
-kinds skip discovery, and their creates (one per fired trigger) go straight to the client's
-connection pool with its headers and credentials (see `_post`). The `kubernetes` client is
-synchronous, so every call runs in a small thread pool, never on the event loop. Errors are sorted
+kinds skip discovery: their creates and reads (one create per fired trigger) are sent over aiohttp
+on the event loop with the client's host, TLS settings, headers and credentials
+(sensors/kubehttp.py), or, for a configuration that module cannot reproduce, through the client's
+generated CustomObjectsApi. The `kubernetes` client is synchronous, so every call through it runs
+in a small thread pool, never on the event loop. Errors are sorted
 here, once: 404 and 409 are answered to the caller as `None` / `NotFound` / `AlreadyExists`; 429,
 5xx, a 409 Conflict on replace, timeouts and connection errors are `TemporaryError`; any other
 4xx, and a kind the cluster does not serve, are `PermanentError`.
@@ -46,7 +48,7 @@ from urllib.parse import quote
 import orjson
 import yaml
 
-from sensors import yaml_dump
+from sensors import kubehttp, yaml_dump
 from sensors.triggers import PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -143,7 +145,6 @@ class KubeCluster:
     dry_run = False
 
     def __init__(self, *, kubeconfig: str | None = None, workers: int = 8, timeout: float = 10.0) -> None:
-        import urllib3
         from kubernetes import client, config
 
         if kubeconfig:
@@ -161,10 +162,8 @@ class KubeCluster:
         self._dynamic: Any = None
         self._discovery = threading.Lock()  # the client's discovery cache is not thread-safe
         self._custom = client.CustomObjectsApi(api)
-        self._http_timeout = urllib3.Timeout(total=timeout)
-        self._base = str(api.configuration.host).rstrip("/")
-        self._base_path = urllib3.util.parse_url(self._base).path or ""
-        self._pool_of_host: Any = None
+        self._http = None if kubehttp.unsupported(api) else kubehttp.ApiHttp(
+            api, timeout=timeout, connections=workers, blocking=self._run)
 
     @property
     def host(self) -> str:
@@ -197,66 +196,31 @@ class KubeCluster:
         except (urllib3.exceptions.HTTPError, OSError) as e:  # timeouts, refused, reset: the API did not answer
             raise TemporaryError(f"Kubernetes API unreachable: {type(e).__name__}: {e}") from None
 
-    # Argo's own kinds, the hot path, skip discovery and the dynamic client's wrapping: a known URL
-    # and a plain dict, with no lock shared between threads.
-    def _create_argo(self, argo: tuple[str, str, str, bool], obj: Obj, namespace: str | None) -> Obj:
+    # Argo's own kinds, the hot path, skip discovery and the dynamic client: a known URL and a plain
+    # dict, sent over aiohttp on the loop (sensors/kubehttp.py) where the configuration allows.
+    async def _create_argo(self, argo: tuple[str, str, str, bool], obj: Obj, namespace: str | None) -> Obj:
         group, version, plural, namespaced = argo
+        if not namespaced:
+            obj = _without_namespace(obj)
+        if self._http is not None:
+            return await self._http.request("POST", _argo_path(argo, namespace), _json(obj))
+        ns = namespace or "default"
         if namespaced:
-            path = f"/apis/{group}/{version}/namespaces/{quote(namespace or 'default', safe='')}/{plural}"
-            return self._post(path, obj)
-        return self._post(f"/apis/{group}/{version}/{plural}", _without_namespace(obj))
+            return await self._run(lambda: dict(self._custom.create_namespaced_custom_object(
+                group, version, ns, plural, obj, _request_timeout=self._timeout)))
+        return await self._run(lambda: dict(self._custom.create_cluster_custom_object(
+            group, version, plural, obj, _request_timeout=self._timeout)))
 
-    def _urlopen(self, method: str, path: str, **kw: Any) -> Any:
-        """The client's urllib3 pool for its host, without the PoolManager's URL parsing on every call."""
-        import urllib3
-
-        manager = self._api.rest_client.pool_manager
-        if type(manager) is not urllib3.PoolManager:  # a ProxyManager (or SOCKS) picks the URL form itself
-            return manager.request(method, self._base + path, timeout=self._http_timeout, preload_content=True, **kw)
-        pool = self._pool_of_host
-        if pool is None or pool.pool is None:  # first call, or closed by the manager
-            pool = self._pool_of_host = manager.connection_from_url(self._base)
-        return pool.urlopen(method, self._base_path + path, timeout=self._http_timeout, preload_content=True,
-                            assert_same_host=False, redirect=False, **kw)
-
-    def _post(self, path: str, obj: Obj) -> Obj:
-        """POST `obj` as JSON through the client's own connection pool, headers and credentials.
-
-        The generated API method validates each argument (pydantic), walks the body value by value
-        (sanitize_for_serialization), and decodes the answer through its model layer; with the
-        PoolManager's URL parsing, that was over 40 % of the pool thread's CPU per created Workflow, on
-        a thread that shares the GIL with the event loop. A non-2xx answer is raised as the
-        client's own ApiException, so `classify` sorts it as before; timeouts and connection
-        errors are urllib3's, as before.
-        """
-        from kubernetes.client.exceptions import ApiException
-
-        api = self._api
-        headers = {**api.default_headers, "Accept": "application/json", "Content-Type": "application/json"}
-        if api.cookie:
-            headers["Cookie"] = api.cookie
-        # The generated methods authenticate with "BearerToken"; reading it here runs the
-        # configuration's refresh hook, as the client does, so rotated tokens are picked up.
-        auth = api.configuration.auth_settings().get("BearerToken")
-        if auth and auth.get("value"):
-            if auth.get("in") != "header":
-                raise PermanentError(f"unsupported Kubernetes credentials: a token in the {auth.get('in')}")
-            headers[auth["key"]] = auth["value"]
-        answer = self._urlopen("POST", path, body=_json(obj), headers=headers)
-        if not 200 <= answer.status <= 299:
-            error = ApiException(status=answer.status, reason=answer.reason)
-            error.body = answer.data.decode("utf-8", "replace")
-            error.headers = answer.headers
-            raise error
-        return dict(orjson.loads(answer.data))
-
-    def _get_argo(self, argo: tuple[str, str, str, bool], name: str, namespace: str | None) -> Obj:
+    async def _get_argo(self, argo: tuple[str, str, str, bool], name: str, namespace: str | None) -> Obj:
         group, version, plural, namespaced = argo
+        if self._http is not None:
+            return await self._http.request("GET", f"{_argo_path(argo, namespace)}/{quote(name, safe='')}")
+        ns = namespace or "default"
         if namespaced:
-            return dict(self._custom.get_namespaced_custom_object(group, version, namespace or "default", plural,
-                                                                  name, _request_timeout=self._timeout))
-        return dict(self._custom.get_cluster_custom_object(group, version, plural, name,
-                                                           _request_timeout=self._timeout))
+            return await self._run(lambda: dict(self._custom.get_namespaced_custom_object(
+                group, version, ns, plural, name, _request_timeout=self._timeout)))
+        return await self._run(lambda: dict(self._custom.get_cluster_custom_object(
+            group, version, plural, name, _request_timeout=self._timeout)))
 
     # -- operations --
 
@@ -264,17 +228,15 @@ class KubeCluster:
         from kubernetes.client.exceptions import ApiException
 
         def call() -> Obj:
-            argo = ARGO_RESOURCES.get((obj["apiVersion"], obj["kind"]))
-            if argo is not None:
-                return self._create_argo(argo, obj, namespace)
             res, ns = self._scoped(obj["apiVersion"], obj["kind"], namespace)
             body = obj if ns is not None else _without_namespace(obj)
             return dict(self._dynamic.create(res, body=body, namespace=ns).to_dict())
 
         meta = obj.get("metadata") or {}
         what = describe(obj.get("kind", "?"), meta.get("name") or meta.get("generateName", ""), namespace)
+        argo = ARGO_RESOURCES.get((obj["apiVersion"], obj["kind"]))
         try:
-            return await self._run(call)
+            return await (self._create_argo(argo, obj, namespace) if argo is not None else self._run(call))
         except ApiException as e:
             if e.status != 409:
                 raise classify(e, f"create {what}") from None
@@ -287,14 +249,12 @@ class KubeCluster:
         from kubernetes.client.exceptions import ApiException
 
         def call() -> Obj:
-            argo = ARGO_RESOURCES.get((api_version, kind))
-            if argo is not None:
-                return self._get_argo(argo, name, namespace)
             res, ns = self._scoped(api_version, kind, namespace)
             return dict(self._dynamic.get(res, name=name, namespace=ns).to_dict())
 
+        argo = ARGO_RESOURCES.get((api_version, kind))
         try:
-            return await self._run(call)
+            return await (self._get_argo(argo, name, namespace) if argo is not None else self._run(call))
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -342,6 +302,8 @@ class KubeCluster:
             raise classify(e, f"{operation} {what}") from None
 
     async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 
@@ -358,6 +320,13 @@ def _iso(value: Any) -> str:
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _argo_path(argo: tuple[str, str, str, bool], namespace: str | None) -> str:
+    group, version, plural, namespaced = argo
+    if namespaced:
+        return f"/apis/{group}/{version}/namespaces/{quote(namespace or 'default', safe='')}/{plural}"
+    return f"/apis/{group}/{version}/{plural}"
 
 
 def _without_namespace(obj: Obj) -> Obj:

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -48,11 +49,12 @@ async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: web.Application | web.Server) -> AsyncIterator[int]:
-    """`app` on a free loopback port for the duration of the block; yields the port."""
+async def serving(app: web.Application | web.Server, *, ssl_context: ssl.SSLContext | None = None
+                  ) -> AsyncIterator[int]:
+    """`app` on a free loopback port (HTTPS with `ssl_context`) for the duration of the block; yields the port."""
     runner = web.AppRunner(app) if isinstance(app, web.Application) else web.ServerRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start()
     try:
         yield runner.addresses[0][1]
     finally:
