@@ -94,6 +94,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _serving() -> None:
     """Set up a long-running command: logs, and `kill -USR1 <pid>` printing every thread's stack."""
+    eventloop.loop_factory()  # a bad HOOKGATE_EVENT_LOOP is reported first, not after the manifests load
     app.configure_logging()
     with contextlib.suppress(AttributeError, ValueError, OSError):  # no SIGUSR1 or no real stderr
         faulthandler.register(signal.SIGUSR1, all_threads=True)

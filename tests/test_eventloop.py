@@ -4,6 +4,10 @@ treats as a lost connection."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import uvloop  # a dependency: not importorskip, which would hide a missing install as a skip
@@ -40,6 +44,16 @@ def test_an_unknown_loop_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(HookgateError, match="HOOKGATE_EVENT_LOOP='trio'"):
         eventloop.run(coro)
     assert coro.cr_frame is None  # closed, so no "never awaited" warning
+
+
+def test_an_unknown_loop_is_reported_before_the_manifests_are_read(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-manifest.yaml"
+    env = {**os.environ, eventloop.ENV: "trio"}
+    done = subprocess.run([sys.executable, "-m", "hookgate", "gateway", "-f", str(missing), "--nats",
+                           "nats://127.0.0.1:1"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "HOOKGATE_EVENT_LOOP='trio'" in done.stderr
+    assert str(missing) not in done.stderr
 
 
 async def _write_after_close() -> RuntimeError | None:
