@@ -75,7 +75,7 @@ class CloudEvent:
         # What jiter refuses (a lone surrogate, a BOM, UTF-16) is read by json.loads, whose values
         # and errors are the standard library's.
         try:
-            return cls.from_dict(pydantic_core.from_json(raw, cache_strings="keys"))
+            return cls.from_dict(pydantic_core.from_json(raw, cache_strings=False))
         except ValueError:
             pass
         try:

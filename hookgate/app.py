@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
 import os
@@ -163,8 +164,22 @@ async def serve(bundle: Bundle, cluster: Cluster, options: Options, *, sensors: 
         # again and again (full collections under load were the p99 of the benchmarks).
         gc.collect()
         gc.freeze()
+        release_freed_memory()
         say("ready")
         await _until(stop, tasks)
+
+
+def release_freed_memory() -> bool:
+    """Hand the heap pages that start-up freed back to the OS; False where the C library cannot.
+
+    Reading 1,000 Sensors' YAML and validating them leaves freed memory that glibc keeps for reuse:
+    trimming it took the sensor's RSS at rest from 79.7-79.9 to 78.4 MB (bench/scaling.py).
+    """
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only: musl and macOS have none
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 async def _connect(bus: Bus, spool: Spool | None, *, waits: bool, parts: contextlib.AsyncExitStack) -> None:
