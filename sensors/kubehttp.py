@@ -2,7 +2,7 @@
 
 A fired argoWorkflow trigger is one POST. Through the official client's urllib3 pool that POST ran in
 a worker thread, and the threads and the event loop took turns on one GIL: at 500 events/s the
-sensor spent 1.5 ms of CPU per event, and the webhook → Workflow p99 was 20-48 ms, all of it
+sensor spent 1.5 ms of CPU per event, and the webhook → Workflow p99 was 20-31 ms, mostly
 waiting (bench/e2e.py, see git log). The same POST on the loop costs 0.29 ms against 0.71 ms.
 
 Everything else about the request is the official client's, read from its configuration
