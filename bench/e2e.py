@@ -7,7 +7,8 @@ Sensor github-ci submits WorkflowTemplate github-ci for each push to main), the 
 where the Workflows go, the sink:
 
 - `api`: a lean Kubernetes API (bench/common.py `api`: discovery, create, get) that the sensor
-  reaches through its real client path (`--kubeconfig`, the official client in its thread pool);
+  reaches through its real client path (`--kubeconfig`: the official client's configuration and
+  credentials, Workflows POSTed over aiohttp by sensors/kubehttp.py);
 - `dry-run`: the sensor writes each Workflow to a directory (`--dry-run DIR`);
 - `emulator`: the test suite's Kubernetes API emulator (tests/kube, kmock), faithful but slow: it
   spends milliseconds of CPU per request, so it runs at low rates only (--emulator-rates) and
