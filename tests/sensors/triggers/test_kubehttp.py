@@ -6,6 +6,7 @@ connection itself (certificates, tokens), which the emulator does not serve over
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ssl
 import sys
@@ -233,8 +234,6 @@ async def test_a_token_is_reused_then_read_again_when_refused(tmp_path: Path, cl
 
 
 async def test_concurrent_requests_share_one_credential_read(tmp_path: Path, cluster_over: Any) -> None:
-    import asyncio
-
     api = Api()
     async with serving(api.app) as port:
         cluster = cluster_over(f"http://127.0.0.1:{port}", user=exec_plugin(tmp_path))
