@@ -75,9 +75,11 @@ class CloudEvent:
         # What jiter refuses (a lone surrogate, a BOM, UTF-16) is read by json.loads, whose values
         # and errors are the standard library's.
         try:
-            return cls.from_dict(pydantic_core.from_json(raw, cache_strings=False))
+            doc = pydantic_core.from_json(raw, cache_strings=False)
         except ValueError:
             pass
+        else:
+            return cls.from_dict(doc)
         try:
             doc = json.loads(raw)
         except ValueError as e:

@@ -9,16 +9,21 @@ Everything else about the request is the official client's, read from its config
 (kubeconfig or in-cluster): the host, the TLS settings (verify_ssl, the CA file or data, the
 client certificate and key), its default headers (User-Agent), its cookie and its bearer token.
 The token is read through the client's refresh hook (exec plugins, the in-cluster token file),
-which may block: it runs in the caller's thread pool, at most every AUTH_TTL seconds, and again at
-once when the API server answers 401. A configuration this module could not reproduce exactly (a
-proxy, assert_hostname, tls_server_name, socket options, a non-bearer credential) is
-`unsupported()`: KubeCluster then sends these requests through the client in its threads, as it
-does for every other kind.
+which may block: it runs in the caller's thread pool, at most every SETTINGS_TTL seconds, and again
+at once when the API server answers 401. That read also looks at the CA and certificate files and
+rebuilds the TLS context when one changed, as urllib3 reads them for each new connection. At most
+`connections` requests are sent at once; a request's timeout starts when it is sent, not while it
+waits its turn, as in the thread pool. A configuration this module could not reproduce exactly (a
+proxy, assert_hostname, tls_server_name, socket options) is `unsupported()`: KubeCluster then sends
+these requests through the client in its threads, as it does for every other kind. One difference
+is kept: urllib3 retries a failed connection up to three times at once; here it is a
+TemporaryError, retried by the trigger's retryStrategy or a later redelivery.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -27,11 +32,12 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gateway.errors import HookgateError
 from sensors.triggers import PermanentError, TemporaryError
 
-#: How long a bearer token read through the refresh hook is reused. client-go keeps the in-cluster
-#: token file's contents for a minute; a token that expires sooner is refreshed on its first 401.
-AUTH_TTL = 10.0
+#: How long the credentials and TLS files read through the client are reused. client-go keeps the
+#: in-cluster token file's contents for a minute; a token that expires sooner is read again on a 401.
+SETTINGS_TTL = 10.0
 
 Headers = dict[str, str]
 
@@ -54,12 +60,12 @@ def unsupported(api: Any) -> str | None:
 
 
 def ssl_context(conf: Any) -> ssl.SSLContext | None:
-    """The TLS settings urllib3 builds from the client's configuration; None for plain HTTP."""
+    """The TLS settings urllib3 builds from the client's configuration; None for plain HTTP. Blocking."""
     if not str(conf.host).startswith("https://"):
         return None
-    ca_data = getattr(conf, "ca_cert_data", None)
     context = ssl.create_default_context(cafile=conf.ssl_ca_cert or None,
-                                         cadata=ca_data.decode() if isinstance(ca_data, bytes) else ca_data)
+                                         cadata=getattr(conf, "ca_cert_data", None))
+    context.hostname_checks_common_name = False  # as urllib3: the name must be in subjectAltName
     if not conf.verify_ssl:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -83,19 +89,47 @@ def credentials(api: Any) -> Headers:
     return headers
 
 
+class TlsFiles:
+    """`ssl_context(conf)`, built again when the CA or certificate files it was read from change."""
+
+    def __init__(self, conf: Any) -> None:
+        self._conf = conf
+        self._stamp: tuple[Any, ...] = ()
+        try:
+            self.refresh()
+        except (OSError, ssl.SSLError) as e:
+            raise HookgateError(f"cannot load the Kubernetes API's TLS settings: {e}") from None
+
+    def refresh(self) -> None:
+        """Blocking: stats the files, and reads them when they changed (a rotated in-cluster CA)."""
+        conf = self._conf
+        stamp = tuple(_identity(path) for path in (conf.ssl_ca_cert, conf.cert_file, conf.key_file))
+        if stamp != self._stamp:
+            self.context = ssl_context(conf)
+            self._stamp = stamp
+
+
+def _identity(path: str | None) -> tuple[int, int, int] | None:
+    if not path:
+        return None
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class ApiHttp:
     """JSON requests to the API server over one aiohttp session (created on first use, on the loop)."""
 
     def __init__(self, api: Any, *, timeout: float, connections: int,
                  blocking: Callable[[Callable[[], Headers]], Awaitable[Headers]]) -> None:
         conf = api.configuration
-        self._base = str(conf.host).rstrip("/")
-        self._ssl = ssl_context(conf)
-        self._fixed = {**api.default_headers, "Accept": "application/json", "Content-Type": "application/json"}
         self._api = api
+        self._base = str(conf.host).rstrip("/")
+        self._tls = TlsFiles(conf)
+        self._fixed = {**api.default_headers, "Accept": "application/json", "Content-Type": "application/json"}
         self._refreshes = conf.refresh_api_key_hook is not None
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
         self._connections = connections
+        self._slots = asyncio.Semaphore(connections)
         self._blocking = blocking
         self._session: aiohttp.ClientSession | None = None
         self._auth: Headers | None = None
@@ -107,41 +141,56 @@ class ApiHttp:
         the caller sorts it as it sorts the client's; no answer at all is a TemporaryError."""
         from kubernetes.client.exceptions import ApiException
 
-        status, reason, data = await self._send(method, path, body, await self._credentials())
+        status, reason, data = await self._exchange(method, path, body)
         if status == 401 and self._refreshes:  # the token expired since it was read: read it again, once
             self._auth = None
-            status, reason, data = await self._send(method, path, body, await self._credentials())
+            status, reason, data = await self._exchange(method, path, body)
         if not 200 <= status <= 299:
             error = ApiException(status=status, reason=reason)
             error.body = data.decode("utf-8", "replace")
             raise error
         return dict(orjson.loads(data))
 
-    async def _send(self, method: str, path: str, body: bytes | None, auth: Headers) -> tuple[int, str, bytes]:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl or True)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        try:
-            async with self._session.request(method, self._base + path, data=body,
-                                             headers={**self._fixed, **auth}) as answer:
-                return answer.status, answer.reason or "", await answer.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:  # refused, reset, timed out: no answer
-            raise TemporaryError(f"Kubernetes API unreachable: {type(e).__name__}: {e}") from None
+    async def _exchange(self, method: str, path: str, body: bytes | None) -> tuple[int, str, bytes]:
+        auth = await self._settings()
+        async with self._slots:
+            if self._session is None:
+                connector = aiohttp.TCPConnector(limit=self._connections)
+                self._session = aiohttp.ClientSession(connector=connector,
+                                                      timeout=aiohttp.ClientTimeout(total=self._timeout))
+            try:
+                async with self._session.request(method, self._base + path, data=body, ssl=self._tls.context or True,
+                                                 headers={**self._fixed, **auth}) as answer:
+                    return answer.status, answer.reason or "", await answer.read()
+            except TimeoutError:
+                raise TemporaryError(f"Kubernetes API unreachable: no answer within {self._timeout:g} s") from None
+            except (aiohttp.ClientError, OSError) as e:  # refused, reset, TLS refused: no answer
+                raise TemporaryError(f"Kubernetes API unreachable: {type(e).__name__}: {e}") from None
 
-    async def _credentials(self) -> Headers:
-        if self._auth is not None and (not self._refreshes or time.monotonic() < self._auth_until):
+    async def _settings(self) -> Headers:
+        """The credentials, read again (with the TLS files) once they are SETTINGS_TTL old."""
+        if self._auth is not None and time.monotonic() < self._auth_until:
             return self._auth
-        if self._reading is None:  # one read for every request waiting on it
-            self._reading = asyncio.ensure_future(self._blocking(lambda: credentials(self._api)))
         reading = self._reading
-        try:
-            auth = await asyncio.shield(reading)
-        finally:
-            if self._reading is reading and reading.done():
-                self._reading = None
-        self._auth, self._auth_until = auth, time.monotonic() + AUTH_TTL
+        if reading is None:  # one read for every request waiting on it
+            reading = self._reading = asyncio.ensure_future(self._blocking(self._read_settings))
+            reading.add_done_callback(self._settings_read)
+        return await asyncio.shield(reading)
+
+    def _read_settings(self) -> Headers:
+        auth = credentials(self._api)  # first: the hook may change the certificate files (exec plugins)
+        self._tls.refresh()
         return auth
 
+    def _settings_read(self, reading: asyncio.Future[Headers]) -> None:
+        # Here rather than in a waiter: with every waiter cancelled, a failed read must not be
+        # handed to the next request, nor a good one lost.
+        if self._reading is reading:
+            self._reading = None
+        if not reading.cancelled() and reading.exception() is None:
+            self._auth, self._auth_until = reading.result(), time.monotonic() + SETTINGS_TTL
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()

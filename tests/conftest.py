@@ -49,12 +49,13 @@ async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: web.Application | web.Server, *, ssl_context: ssl.SSLContext | None = None
-                  ) -> AsyncIterator[int]:
-    """`app` on a free loopback port (HTTPS with `ssl_context`) for the duration of the block; yields the port."""
+async def serving(app: web.Application | web.Server, *, ssl_context: ssl.SSLContext | None = None,
+                  port: int = 0) -> AsyncIterator[int]:
+    """`app` on a loopback port (free unless given; HTTPS with `ssl_context`) for the duration of the
+    block; yields the port."""
     runner = web.AppRunner(app) if isinstance(app, web.Application) else web.ServerRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start()
     try:
         yield runner.addresses[0][1]
     finally:
