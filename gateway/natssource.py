@@ -224,6 +224,9 @@ class NatsSource:
                     await nc.drain()
             except (nats.errors.Error, TimeoutError, OSError):
                 await _close(nc)
+            except Exception:  # a client bug: still close this connection and the ones after it
+                log.exception("a NATS EventSource connection could not be drained")
+                await _close(nc)
 
     async def _subscribe(self, sub: Subscription) -> None:
         nc = await self._connect(sub)

@@ -232,6 +232,19 @@ async def test_at_stop_a_message_the_bus_does_not_take_is_counted_lost(
     assert source.lost == 1
 
 
+async def test_stop_closes_every_connection_even_when_one_fails_unexpectedly(
+        source_server: SourceServer, started: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = await started({"a": {"subject": "a"}, "b": {"subject": "b"}}, url=source_server.url)
+    first, second = source._conns
+
+    async def broken_drain() -> None:
+        raise RuntimeError("a bug in the client")
+
+    monkeypatch.setattr(first, "drain", broken_drain)
+    await source.stop()
+    assert first.is_closed and second.is_closed
+
+
 @pytest.mark.parametrize(("auth_block", "auth", "publisher"), [
     pytest.param(f'authorization {{ token: "{TOKEN}" }}', {"token": {"name": "nats-auth", "key": "token"}},
                  {"token": TOKEN}, id="token"),
