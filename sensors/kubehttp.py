@@ -95,6 +95,7 @@ class TlsFiles:
     def __init__(self, conf: Any) -> None:
         self._conf = conf
         self._stamp: tuple[Any, ...] = ()
+        self.context: ssl.SSLContext | None = None
         try:
             self.refresh()
         except (OSError, ssl.SSLError) as e:
