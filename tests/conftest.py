@@ -62,6 +62,13 @@ async def serving(app: web.Application | web.Server, *, ssl_context: ssl.SSLCont
         await runner.cleanup()
 
 
+async def close_quietly(writer: asyncio.StreamWriter) -> None:
+    """Close a test client's connection; the server may have closed it first, which is no failure."""
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
 def fixture_bytes(provider: str, name: str) -> bytes:
     path = FIXTURES / provider / name
     if not path.exists():

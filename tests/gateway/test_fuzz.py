@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 
 from gateway import server
 from hookgate.embedded import NatsServer
+from tests.conftest import close_quietly
 from tests.gateway.test_hardening import (
     EVENT_HEADER,
     LIMIT,
@@ -237,11 +238,7 @@ async def send(port: int, wire: Wire) -> Reply:
     except TimeoutError:
         raise AssertionError(f"no answer within {CLIENT_DEADLINE}s to {wire.kind} {wire.data[:300]!r}") from None
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except ConnectionError:
-            pass
+        await close_quietly(writer)
 
 
 async def send_all(port: int, batch: list[Wire]) -> list[Reply]:

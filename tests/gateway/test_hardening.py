@@ -32,6 +32,7 @@ from gateway.metrics import Metrics
 from gateway.server import Gateway, build_routes
 from hookgate.embedded import NatsServer, free_port
 from hookgate.manifests import load
+from tests.conftest import close_quietly
 from tests.gateway.test_listener import ReadyFlag, secret_lookup
 
 STREAM = "HOOKGATE"
@@ -224,11 +225,7 @@ async def exchange(port: int, data: bytes, *, eof: bool = False, timeout: float 
     except ConnectionError:  # the server may close while we are still writing (e.g. over a header limit)
         return await read_reply(reader)
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except ConnectionError:
-            pass
+        await close_quietly(writer)
 
 
 # --- the stack -------------------------------------------------------------------------------------
@@ -483,11 +480,7 @@ async def trickle(port: int, data: bytes, *, every: float, start: int = 0, limit
         return loop.time() - started, b"", sent
     finally:
         answer.cancel()
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except ConnectionError:
-            pass
+        await close_quietly(writer)
 
 
 async def test_headers_trickled_byte_by_byte_are_cut_off_at_the_header_deadline(quick: Hard) -> None:

@@ -38,7 +38,7 @@ from gateway.protocol import Limits, PlainProtocol, PlainServer, parse_head
 from gateway.server import Route, build_routes
 from hookgate.embedded import NatsServer
 from hookgate.manifests import load
-from tests.conftest import until
+from tests.conftest import close_quietly, until
 from tests.gateway.test_hardening import (
     BODY,
     LIMIT,
@@ -379,11 +379,7 @@ async def connect(port: int) -> AsyncIterator[Connection]:
     try:
         yield reader, writer
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except ConnectionError:
-            pass
+        await close_quietly(writer)
 
 
 async def reply_to(reader: asyncio.StreamReader) -> Reply:
