@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import shutil
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,7 @@ class Row:
     peak_rss: float
     cpu_us: float  # server process CPU per request, microseconds
     nats_cpu_us: float  # nats-server CPU per request (hookgate and floor), microseconds
+    round: int = 0
 
 
 def peer_hooks(path: Path) -> None:
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=8.0, help="measured duration per server and size")
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every server this many times, in turn; report the median run and ratio")
     p.add_argument("--sizes", default="3072,65536", help="body sizes in bytes, comma-separated")
     p.add_argument("--servers", default=",".join(SERVERS))
     p.add_argument("--loadgen", choices=["auto", "wrk", "asyncio"], default="auto")
@@ -178,54 +182,90 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             body = work / f"push-{size}.json"
             body.write_bytes(push_payload(size))
-            for server in servers:
-                print(f"  {size_label(size)} {server} ...", end="", flush=True)
-                row = measure(server, size, body, work, args)
-                rows.append(row)
-                print(f" {row.load.rps:,.0f} req/s, p99 {row.load.p99:.1f} ms", flush=True)
+            for rnd in range(args.rounds):
+                for server in servers:
+                    print(f"  {size_label(size)} {server} ...", end="", flush=True)
+                    row = measure(server, size, body, work, args)
+                    row.round = rnd
+                    rows.append(row)
+                    print(f" {row.load.rps:,.0f} req/s, p99 {row.load.p99:.1f} ms", flush=True)
     print(f"load average after: {load_average()}")
     report(rows, servers, sizes, notes, args)
     return 0
 
 
+def median_runs(rows: list[Row]) -> dict[tuple[int, str], Row]:
+    """Per body size and server, the run with the median req/s (the upper one of an even count)."""
+    runs: dict[tuple[int, str], list[Row]] = {}
+    for r in rows:
+        runs.setdefault((r.size, r.server), []).append(r)
+    return {key: sorted(rs, key=lambda r: r.load.rps)[len(rs) // 2] for key, rs in runs.items()}
+
+
+def round_ratios(rows: list[Row], size: int, name: str, other: str, metric: str) -> list[float]:
+    """hookgate's `metric` over `other`'s, round by round: servers measured in the same round are
+    the closest in machine state, so each ratio pairs them."""
+    by = {(r.size, r.server, r.round): r for r in rows}
+    rounds = sorted({r.round for r in rows})
+    pairs = [(by.get((size, name, k)), by.get((size, other, k))) for k in rounds]
+    return [ratio(getattr(a.load, metric), getattr(b.load, metric)) for a, b in pairs if a and b]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
 def report(rows: list[Row], servers: list[str], sizes: list[int], notes: list[str],
            args: argparse.Namespace) -> None:
+    by = median_runs(rows)
+    rounds = len({r.round for r in rows})
     print()
+    if rounds > 1:
+        print(f"{rounds} rounds; each server's row is its median run by req/s, each ratio the median of the "
+              "rounds' ratios")
     print(table(["body", "server", "req/s", "p50 ms", "p99 ms", "max ms", "non-2xx", "errors", "RSS rest MB",
                  "peak RSS MB", "CPU us/req", "nats CPU us/req"],
                 [[size_label(r.size), r.server, r.load.rps, r.load.p50, r.load.p99, r.load.max, r.load.non_2xx,
-                  r.load.errors, r.rest_rss, r.peak_rss, r.cpu_us, r.nats_cpu_us] for r in rows]))
-    by = {(r.size, r.server): r for r in rows}
+                  r.load.errors, r.rest_rss, r.peak_rss, r.cpu_us, r.nats_cpu_us]
+                 for r in (by[(size, server)] for size in sizes for server in servers if (size, server) in by)]))
     ratio_rows: list[list[Any]] = []
+    spread_rows: list[list[Any]] = []
     checks: list[str] = []
     for size, name in ((size, name) for size in sizes for name in servers if workers(name)):
         hg, floor, peer = by.get((size, name)), by.get((size, "floor")), by.get((size, "peer"))
         if hg is None:
             continue
-        ratio_rows.append([size_label(size), name,
-                           ratio(hg.load.rps, floor.load.rps) if floor else float("nan"),
-                           ratio(hg.load.rps, peer.load.rps) if peer else float("nan"),
-                           ratio(hg.load.p99, floor.load.p99) if floor else float("nan"),
-                           ratio(hg.load.p99, peer.load.p99) if peer else float("nan")])
+        per_round = {key: round_ratios(rows, size, name, other, metric) for key, (other, metric) in {
+            "rps/floor": ("floor", "rps"), "rps/peer": ("peer", "rps"),
+            "p99/floor": ("floor", "p99"), "p99/peer": ("peer", "p99")}.items()}
+        ratio_rows.append([size_label(size), name, *(median(v) for v in per_round.values())])
+        spread_rows.append([size_label(size), name, *(" ".join(f"{x:.2f}" for x in v) or "-"
+                                                      for v in per_round.values())])
         label = f"{size_label(size)} {name}"
         if floor:
-            r = ratio(hg.load.rps, floor.load.rps)
+            r = median(per_round["rps/floor"])
             checks.append(f"{label}: req/s /floor {r:.2f} (target >= 0.85): {verdict(r >= 0.85)}")
-            q = ratio(hg.load.p99, floor.load.p99)
+            q = median(per_round["p99/floor"])
             checks.append(f"{label}: p99 /floor {q:.2f} (target <= 1.5): {verdict(q <= 1.5)}")
         if peer:
-            r = ratio(hg.load.rps, peer.load.rps)
+            r = median(per_round["rps/peer"])
             checks.append(f"{label}: req/s /peer {r:.2f} (target >= 1.1): {verdict(r >= 1.1)}")
-            checks.append(f"{label}: p99 {hg.load.p99:.1f} ms vs peer {peer.load.p99:.1f} ms "
-                          f"(target below): {verdict(hg.load.p99 < peer.load.p99)}")
-        bad = hg.load.non_2xx + hg.load.errors
+            q = median(per_round["p99/peer"])
+            checks.append(f"{label}: p99 {hg.load.p99:.1f} ms vs peer {peer.load.p99:.1f} ms, median ratio {q:.2f} "
+                          f"(target below): {verdict(q < 1)}")
+        bad = sum(r.load.non_2xx + r.load.errors for r in rows if (r.size, r.server) == (size, name))
         checks.append(f"{label}: non-2xx + errors {bad}: {verdict(bad == 0)}")
         checks.append(f"{label}: RSS at rest {hg.rest_rss:.0f} MB per process (target <= 80): "
                       f"{verdict(hg.rest_rss <= 80)}; peak under load {hg.peak_rss:.0f} MB")
+    headers = ["body", "hookgate", "req/s hookgate/floor", "req/s hookgate/peer", "p99 hookgate/floor",
+               "p99 hookgate/peer"]
     if ratio_rows:
         print()
-        print(table(["body", "hookgate", "req/s hookgate/floor", "req/s hookgate/peer", "p99 hookgate/floor",
-                     "p99 hookgate/peer"], ratio_rows))
+        print(table(headers, ratio_rows))
+    if ratio_rows and rounds > 1:
+        print()
+        print("the same ratios, round by round:")
+        print(table(headers, spread_rows))
     notes = [*notes, "non-2xx: HTTP >= 400 as wrk counts them; errors: socket errors and timeouts",
              "CPU us/req: CPU time of the server's processes (and of its nats-server) during the measured run "
              "over the requests answered; the load generator runs beside them on the same cores",
@@ -235,7 +275,7 @@ def report(rows: list[Row], servers: list[str], sizes: list[int], notes: list[st
         print(f"- {line}")
     if args.profile:
         print(f"- hookgate ran under pyinstrument: its figures are slowed by the profiler; reports in {args.profile}")
-    chart = save_chart(lambda fig: draw(fig, rows, servers, sizes), args.chart)
+    chart = save_chart(lambda fig: draw(fig, list(by.values()), servers, sizes), args.chart)
     if chart:
         print(f"chart: {chart.relative_to(ROOT) if chart.is_relative_to(ROOT) else chart}")
 
