@@ -162,8 +162,12 @@ class KubeCluster:
         self._dynamic: Any = None
         self._discovery = threading.Lock()  # the client's discovery cache is not thread-safe
         self._custom = client.CustomObjectsApi(api)
-        self._http = None if kubehttp.unsupported(api) else kubehttp.ApiHttp(
-            api, timeout=timeout, connections=workers, blocking=self._run)
+        reason = kubehttp.unsupported(api)
+        self._http = None if reason else kubehttp.ApiHttp(api, timeout=timeout, connections=workers,
+                                                          blocking=self._run)
+        if reason:
+            log.info("Kubernetes API %s: Workflows go through the client's own (threaded) connection pool, "
+                     "because of the kubeconfig's %s", api.configuration.host, reason)
 
     @property
     def host(self) -> str:

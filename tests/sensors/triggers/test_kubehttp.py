@@ -220,8 +220,10 @@ async def test_a_slow_api_is_temporary_and_says_how_long_it_waited(cluster_over:
             await cluster.create(workflow("w"), "default")
 
 
-async def test_tls_server_name_goes_through_the_clients_own_pool(ca: trustme.CA, cluster_over: Any) -> None:
+async def test_tls_server_name_goes_through_the_clients_own_pool(ca: trustme.CA, cluster_over: Any,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
     """A setting kubehttp does not reproduce: the generated API in the pool threads, same answers."""
+    caplog.set_level("INFO", logger="sensors.kube")
     api = Api()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("api.cluster.internal").configure_cert(context)  # not the address dialled
@@ -229,6 +231,7 @@ async def test_tls_server_name_goes_through_the_clients_own_pool(ca: trustme.CA,
         cluster = cluster_over(f"https://127.0.0.1:{port}", cluster={
             "certificate-authority-data": b64(ca.cert_pem.bytes()), "tls-server-name": "api.cluster.internal"})
         assert cluster._http is None
+        assert "because of the kubeconfig's tls_server_name" in caplog.text
         await cluster.create(workflow("w", entrypoint="a"), "default")
         with pytest.raises(AlreadyExists) as e:
             await cluster.create(workflow("w", entrypoint="b"), "default")
