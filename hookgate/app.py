@@ -173,7 +173,7 @@ def release_freed_memory() -> bool:
     """Hand the heap pages that start-up freed back to the OS; False where the C library cannot.
 
     Reading 1,000 Sensors' YAML and validating them leaves freed memory that glibc keeps for reuse:
-    trimming it took the sensor's RSS at rest from 79.7-79.9 to 78.4 MB (bench/scaling.py).
+    trimming it took the sensor's RSS at rest from 79.7-80.1 to 78.3-78.4 MB (bench/scaling.py).
     """
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only: musl and macOS have none
     if trim is None:

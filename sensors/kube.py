@@ -6,10 +6,10 @@ kinds skip discovery: their creates and reads (one create per fired trigger) are
 on the event loop with the client's host, TLS settings, headers and credentials
 (sensors/kubehttp.py), or, for a configuration that module cannot reproduce, through the client's
 generated CustomObjectsApi. The `kubernetes` client is synchronous, so every call through it runs
-in a small thread pool, never on the event loop. Errors are sorted
-here, once: 404 and 409 are answered to the caller as `None` / `NotFound` / `AlreadyExists`; 429,
-5xx, a 409 Conflict on replace, timeouts and connection errors are `TemporaryError`; any other
-4xx, and a kind the cluster does not serve, are `PermanentError`.
+in a small thread pool, never on the event loop. Errors are sorted here, once: 404 and 409 are
+answered to the caller as `None` / `NotFound` / `AlreadyExists`; 429, 5xx, a 409 Conflict on
+replace, timeouts and connection errors are `TemporaryError`; any other 4xx, and a kind the
+cluster does not serve, are `PermanentError`.
 
 `DryRunCluster` sends nothing. It is honest about what it cannot know: the live state of a cluster.
 
@@ -203,28 +203,28 @@ class KubeCluster:
     # Argo's own kinds, the hot path, skip discovery and the dynamic client: a known URL and a plain
     # dict, sent over aiohttp on the loop (sensors/kubehttp.py) where the configuration allows.
     async def _create_argo(self, argo: tuple[str, str, str, bool], obj: Obj, namespace: str | None) -> Obj:
-        group, version, plural, namespaced = argo
-        if not namespaced:
+        if not argo[3]:  # cluster-scoped
             obj = _without_namespace(obj)
         if self._http is not None:
             return await self._http.request("POST", _argo_path(argo, namespace), _json(obj))
-        ns = namespace or "default"
-        if namespaced:
-            return await self._run(lambda: dict(self._custom.create_namespaced_custom_object(
-                group, version, ns, plural, obj, _request_timeout=self._timeout)))
-        return await self._run(lambda: dict(self._custom.create_cluster_custom_object(
-            group, version, plural, obj, _request_timeout=self._timeout)))
+        return await self._run(self._custom_object("create", argo, namespace, obj))
 
     async def _get_argo(self, argo: tuple[str, str, str, bool], name: str, namespace: str | None) -> Obj:
-        group, version, plural, namespaced = argo
         if self._http is not None:
             return await self._http.request("GET", f"{_argo_path(argo, namespace)}/{quote(name, safe='')}")
-        ns = namespace or "default"
+        return await self._run(self._custom_object("get", argo, namespace, name))
+
+    def _custom_object(self, verb: str, argo: tuple[str, str, str, bool], namespace: str | None,
+                       arg: Any) -> Callable[[], Obj]:
+        """The generated CustomObjectsApi call `<verb>_{namespaced|cluster}_custom_object`, for the pool."""
+        group, version, plural, namespaced = argo
         if namespaced:
-            return await self._run(lambda: dict(self._custom.get_namespaced_custom_object(
-                group, version, ns, plural, name, _request_timeout=self._timeout)))
-        return await self._run(lambda: dict(self._custom.get_cluster_custom_object(
-            group, version, plural, name, _request_timeout=self._timeout)))
+            method = getattr(self._custom, f"{verb}_namespaced_custom_object")
+            where: tuple[str, ...] = (group, version, namespace or "default", plural)
+        else:
+            method = getattr(self._custom, f"{verb}_cluster_custom_object")
+            where = (group, version, plural)
+        return lambda: dict(method(*where, arg, _request_timeout=self._timeout))
 
     # -- operations --
 

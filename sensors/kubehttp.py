@@ -133,8 +133,8 @@ class ApiHttp:
         self._slots = asyncio.Semaphore(connections)
         self._blocking = blocking
         self._session: aiohttp.ClientSession | None = None
-        self._auth: Headers | None = None
-        self._auth_until = 0.0
+        self._headers: Headers | None = None  # the fixed ones and the credentials, as last read
+        self._headers_until = 0.0
         self._reading: asyncio.Future[Headers] | None = None
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> dict[str, Any]:
@@ -144,7 +144,7 @@ class ApiHttp:
 
         status, reason, data = await self._exchange(method, path, body)
         if status == 401 and self._refreshes:  # the token expired since it was read: read it again, once
-            self._auth = None
+            self._headers = None
             status, reason, data = await self._exchange(method, path, body)
         if not 200 <= status <= 299:
             error = ApiException(status=status, reason=reason)
@@ -153,7 +153,7 @@ class ApiHttp:
         return dict(orjson.loads(data))
 
     async def _exchange(self, method: str, path: str, body: bytes | None) -> tuple[int, str, bytes]:
-        auth = await self._settings()
+        headers = await self._settings()
         async with self._slots:
             if self._session is None:
                 connector = aiohttp.TCPConnector(limit=self._connections)
@@ -161,7 +161,7 @@ class ApiHttp:
                                                       timeout=aiohttp.ClientTimeout(total=self._timeout))
             try:
                 async with self._session.request(method, self._base + path, data=body, ssl=self._tls.context or True,
-                                                 headers={**self._fixed, **auth}) as answer:
+                                                 headers=headers) as answer:
                     return answer.status, answer.reason or "", await answer.read()
             except TimeoutError:
                 raise TemporaryError(f"Kubernetes API unreachable: no answer within {self._timeout:g} s") from None
@@ -169,9 +169,9 @@ class ApiHttp:
                 raise TemporaryError(f"Kubernetes API unreachable: {type(e).__name__}: {e}") from None
 
     async def _settings(self) -> Headers:
-        """The credentials, read again (with the TLS files) once they are SETTINGS_TTL old."""
-        if self._auth is not None and time.monotonic() < self._auth_until:
-            return self._auth
+        """The request headers, credentials read again (with the TLS files) once SETTINGS_TTL old."""
+        if self._headers is not None and time.monotonic() < self._headers_until:
+            return self._headers
         reading = self._reading
         if reading is None:  # one read for every request waiting on it
             reading = self._reading = asyncio.ensure_future(self._blocking(self._read_settings))
@@ -179,9 +179,9 @@ class ApiHttp:
         return await asyncio.shield(reading)
 
     def _read_settings(self) -> Headers:
-        auth = credentials(self._api)  # first: the hook may change the certificate files (exec plugins)
+        headers = {**self._fixed, **credentials(self._api)}  # first: the hook may change the certificate files
         self._tls.refresh()
-        return auth
+        return headers
 
     def _settings_read(self, reading: asyncio.Future[Headers]) -> None:
         # Here rather than in a waiter: with every waiter cancelled, a failed read must not be
@@ -189,7 +189,7 @@ class ApiHttp:
         if self._reading is reading:
             self._reading = None
         if not reading.cancelled() and reading.exception() is None:
-            self._auth, self._auth_until = reading.result(), time.monotonic() + SETTINGS_TTL
+            self._headers, self._headers_until = reading.result(), time.monotonic() + SETTINGS_TTL
 
     async def close(self) -> None:
         session, self._session = self._session, None
