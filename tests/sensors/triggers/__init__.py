@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes.client import CustomObjectsApi
 
 from gateway.envelope import CloudEvent
@@ -43,6 +44,17 @@ def trigger(name: str = "t", **kind: Any) -> dict[str, Any]:
 def emulator(preload: list[Mapping[str, Any]] | tuple[()] = ()) -> contextlib.AbstractContextManager[Handle]:
     """The emulator (it serves CronWorkflows too); faults through `Handle.inject`."""
     return run_emulator(preload)
+
+
+def kubeconfig(path: Path, server: str, *, cluster: dict[str, Any] | None = None,
+               user: dict[str, Any] | None = None) -> str:
+    """A one-context kubeconfig for `server` at `path`; returns the path."""
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": server, **(cluster or {})}}],
+        "users": [{"name": "u", "user": user or {}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    return str(path)
 
 
 def cluster_for(handle: Handle, tmp_path: Path, *, timeout: float = 5.0) -> KubeCluster:

@@ -17,7 +17,7 @@ from sensors.kube import AlreadyExists, DryRunCluster, KubeCluster, NotFound
 from sensors.triggers import PermanentError, TemporaryError
 from tests.conftest import serving
 from tests.kube.emulator import Handle
-from tests.sensors.triggers import cluster_for, emulator, stored, workflow
+from tests.sensors.triggers import cluster_for, emulator, kubeconfig, stored, workflow
 
 CM = "v1", "ConfigMap"
 
@@ -231,13 +231,8 @@ async def test_workflow_create_sends_the_kubeconfig_token(tmp_path: Path) -> Non
     app = web.Application()
     app.router.add_post("/apis/argoproj.io/v1alpha1/namespaces/{ns}/workflows", create)
     async with serving(app) as port:
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "c",
-            "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-            "users": [{"name": "u", "user": {"token": "s3cret"}}],
-            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
-        cluster = KubeCluster(kubeconfig=str(kubeconfig), timeout=5.0)
+        path = kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}", user={"token": "s3cret"})
+        cluster = KubeCluster(kubeconfig=path, timeout=5.0)
         try:
             created = await cluster.create(workflow("w"), "team-a")
         finally:

@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 import trustme
-import yaml
 from aiohttp import web
 
 from sensors import kubehttp
 from sensors.kube import AlreadyExists, KubeCluster
 from sensors.triggers import PermanentError, TemporaryError
-from tests.conftest import serving
-from tests.sensors.triggers import workflow
+from tests.conftest import serving, until
+from tests.sensors.triggers import kubeconfig, workflow
 
 WORKFLOWS = "/apis/argoproj.io/v1alpha1/namespaces/{ns}/workflows"
 
@@ -73,16 +72,6 @@ class Api:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def kubeconfig(path: Path, server: str, *, cluster: dict[str, Any] | None = None,
-               user: dict[str, Any] | None = None) -> str:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": server, **(cluster or {})}}],
-        "users": [{"name": "u", "user": user or {}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -303,23 +292,16 @@ async def test_a_failed_read_that_nobody_waited_for_is_not_handed_on(ca: trustme
         cluster = cluster_over(f"https://127.0.0.1:{port}", cluster={"certificate-authority": str(ca_file)},
                                user=plugin)  # the plugin's run 1: at load
         first = asyncio.ensure_future(cluster.create(workflow("a"), "default"))  # run 2, slow
-        await wait_until(lambda: (tmp_path / "issued").read_text() == "2")
+        await until(lambda: (tmp_path / "issued").read_text() == "2", what="the plugin's second run")
         ca_file.unlink()
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
-        await wait_until(lambda: cluster._http._reading is None)  # run 2 ended; reading the CA failed
+        await until(lambda: cluster._http._reading is None, what="the orphaned read to end")  # the CA read failed
         ca_file.write_bytes(ca.cert_pem.bytes())
         await cluster.create(workflow("b"), "default")  # run 3
     assert list(api.objects) == ["b"]
     assert tokens(api) == ["Bearer t3"]
-
-
-async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_concurrent_requests_share_one_credential_read(tmp_path: Path, cluster_over: Any) -> None:
