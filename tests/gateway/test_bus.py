@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import signal
 import socket
@@ -14,9 +16,81 @@ import pytest
 from nats.js.api import StreamConfig
 
 from gateway.bus import Bus, Consumer, Delivery, PublishResult, safe_url
-from gateway.errors import BusError, BusUnavailable
+from gateway.errors import BusError, BusUnavailable, EventTooLarge
 from hookgate.embedded import NatsServer
 from tests.conftest import until
+
+
+@pytest.fixture(params=["lean", "nats-py"])
+async def bus(request: pytest.FixtureRequest, nats_server: NatsServer) -> Any:
+    """Every test here runs on both publish paths: hookgate's lean one and nats-py's own."""
+    b = Bus(nats_server.url, lean=request.param == "lean")
+    await b.connect()
+    assert b._lean == (request.param == "lean")  # the lean path must not silently be off
+    try:
+        await b.ensure_stream()
+        yield b
+    finally:
+        await b.close()
+
+
+async def stored(nats_server: NatsServer, seq: int) -> tuple[bytes, bytes]:
+    """The header block and the data of stored message `seq`, byte for byte as the server keeps them."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        reply = await nc.request("$JS.API.STREAM.MSG.GET.HOOKGATE", json.dumps({"seq": seq}).encode(), timeout=5)
+    finally:
+        await nc.close()
+    message = json.loads(reply.data)["message"]
+    return base64.b64decode(message["hdrs"]), base64.b64decode(message["data"])
+
+
+@pytest.mark.parametrize("msg_id", ["default/es/push/é-{n}", "  padded-{n}\t", "line\r\nbreak-{n}", "\x7fdel-{n}"])
+async def test_both_publish_paths_store_the_same_message(nats_server: NatsServer, bus: Bus, msg_id: str) -> None:
+    other = Bus(nats_server.url, lean=not bus._lean)
+    await other.connect()
+    try:
+        payload = bytes(range(256)) * 40  # any bytes, CR and LF included
+        a = await bus.publish("hookgate.default.es.push", payload, msg_id=msg_id.format(n=1))
+        b = await other.publish("hookgate.default.es.push", payload, msg_id=msg_id.format(n=2))
+    finally:
+        await other.close()
+    (headers_a, data_a), (headers_b, data_b) = [await stored(nats_server, r.sequence) for r in (a, b)]
+    assert data_a == data_b == payload
+    assert headers_a.replace(b"-1", b"-2") == headers_b  # byte for byte, whichever path sent it
+    if msg_id.startswith("default"):
+        expected = "NATS/1.0\r\nNats-Msg-Id: default/es/push/é-1\r\nNats-Expected-Stream: HOOKGATE\r\n\r\n"
+        assert headers_a == expected.encode()
+
+
+@pytest.mark.parametrize("msg_id", ["  padded\t", "line\r\nbreak", "tab\tinside", "\x7fdel"])
+async def test_an_id_nats_py_rewrites_is_the_same_id_on_both_paths(nats_server: NatsServer, bus: Bus,
+                                                                   msg_id: str) -> None:
+    other = Bus(nats_server.url, lean=not bus._lean)
+    await other.connect()
+    try:
+        first = await bus.publish("hookgate.default.es.push", b"{}", msg_id=msg_id)
+        again = await other.publish("hookgate.default.es.push", b"{}", msg_id=msg_id)
+    finally:
+        await other.close()
+    assert again == PublishResult(first.sequence, True)  # the same id reached the server both times
+
+
+@pytest.mark.parametrize("lean", [True, False])
+async def test_a_payload_over_the_servers_max_payload_is_too_large_and_the_bus_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lean: bool) -> None:
+    monkeypatch.setattr("hookgate.embedded.MAX_PAYLOAD", 64 * 1024)  # the server's setting, as an operator's
+    with NatsServer(tmp_path) as server:
+        small = Bus(server.url, lean=lean)
+        await small.connect()
+        try:
+            await small.ensure_stream()
+            with pytest.raises(EventTooLarge, match=r"over the NATS server's max_payload \(65536\)"):
+                await small.publish("hookgate.default.es.push", b"x" * (64 * 1024 + 1), msg_id="big")
+            fits = await small.publish("hookgate.default.es.push", b"x" * (60 * 1024), msg_id="fits")
+        finally:
+            await small.close()
+    assert fits == PublishResult(1, False)
 
 
 async def test_a_publish_returns_the_stored_sequence_and_a_repeated_id_is_a_duplicate(bus: Bus) -> None:
