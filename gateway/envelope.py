@@ -57,15 +57,9 @@ class CloudEvent:
         if raw_body is None or not isinstance(self.data, dict) or "body" not in self.data:
             return json.dumps({**self.context(), "data": self.data}, separators=(",", ":"),
                               ensure_ascii=False).encode()
-        # The other members are headers, metadata and the context: strings only, which orjson writes
-        # as json.dumps would (compact, UTF-8), at a fifth of the cost.
-        # One join, so a large body is copied once here rather than once per concatenation.
-        parts = [orjson.dumps(self.context())[:-1], b',"data":{']
-        for k, v in self.data.items():
-            value = raw_body if k == "body" else orjson.dumps(v)
-            parts += (b"," if len(parts) > 2 else b"", orjson.dumps(k), b":", value)
-        parts.append(b"}}")
-        return b"".join(parts)
+        envelope = Envelope(self.source, self.subject, self.type, specversion=self.specversion,
+                            datacontenttype=self.datacontenttype)
+        return envelope.spliced(self.id, self.data, raw_body, time=self.time)
 
     @classmethod
     def from_json(cls, raw: bytes) -> CloudEvent:
@@ -115,6 +109,36 @@ class CloudEvent:
             datacontenttype=str(doc.get("datacontenttype") or JSON_CONTENT_TYPE),
             specversion=doc["specversion"],
         )
+
+
+class Envelope:
+    """The bus messages of one EventSource event: the context members that never change, encoded once.
+
+    The gateway keeps one per route: building a CloudEvent and encoding its whole context cost about
+    10 us of the 80 us of CPU a 3 KB delivery takes under load (bench/gateway.py, py-spy).
+    """
+
+    __slots__ = ("_middle",)
+
+    def __init__(self, source: str, subject: str, type: str, *, specversion: str = SPEC_VERSION,
+                 datacontenttype: str = JSON_CONTENT_TYPE) -> None:
+        context = {"source": source, "specversion": specversion, "type": type, "datacontenttype": datacontenttype,
+                   "subject": subject}
+        self._middle = b"," + orjson.dumps(context)[1:-1] + b',"time":'
+
+    def spliced(self, event_id: str, data: dict[str, Any], raw_body: bytes, *, time: datetime | None = None) -> bytes:
+        """CloudEvent(...).to_json(raw_body=raw_body), `time` now unless given: `data["body"]` is
+        `raw_body`, and the other members of `data` are strings, lists and maps of them, which orjson
+        writes as json.dumps would (compact, UTF-8), at a fifth of the cost."""
+        when = format_time(time) if time is not None else datetime.now(UTC).isoformat()[:-6] + "Z"
+        # One join, so a large body is copied once here rather than once per concatenation.
+        parts = [b'{"id":', orjson.dumps(event_id), self._middle, orjson.dumps(when), b',"data":{']
+        first = True
+        for k, v in data.items():
+            parts += (b"" if first else b",", orjson.dumps(k), b":", raw_body if k == "body" else orjson.dumps(v))
+            first = False
+        parts.append(b"}}")
+        return b"".join(parts)
 
 
 def format_time(t: datetime) -> str:

@@ -8,6 +8,7 @@ after JetStream acknowledged the event, or, with a spool, once the event is fsyn
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,7 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import bitbucket, esfilter, gitea, github, gitlab, logs, webhook
 from gateway.bus import Bus, PublishResult
-from gateway.envelope import CloudEvent, json_text
+from gateway.envelope import CloudEvent, Envelope, json_text
 from gateway.errors import BusError, EventTooLarge, ManifestError, RequestRejected
 from gateway.metrics import Metrics
 from gateway.models import EventSource, SecretKeySelector, WebhookContext
@@ -76,6 +77,10 @@ class Route:
     @property
     def label(self) -> str:
         return f"{self.eventsource}/{self.event}"
+
+    @functools.cached_property
+    def envelope(self) -> Envelope:
+        return Envelope(self.eventsource, self.event, self.source_type)
 
 
 @dataclass(frozen=True)
@@ -281,6 +286,8 @@ class Listener:
 
 def envelope(route: Route, accepted: Accepted) -> bytes:
     """The bus message for an accepted delivery."""
+    if accepted.raw_body is not None and isinstance(accepted.data, dict) and "body" in accepted.data:
+        return route.envelope.spliced(accepted.event_id, accepted.data, accepted.raw_body)
     event = CloudEvent(id=accepted.event_id, source=route.eventsource, subject=route.event, type=route.source_type,
                        data=accepted.data)
     return event.to_json(raw_body=accepted.raw_body)

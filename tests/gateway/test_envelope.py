@@ -11,7 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.envelope import MASK, SECRET_HEADERS, CloudEvent, EnvelopeError, canonical_header, header_map
+from gateway.envelope import (
+    MASK,
+    SECRET_HEADERS,
+    CloudEvent,
+    Envelope,
+    EnvelopeError,
+    canonical_header,
+    header_map,
+    parse_time,
+)
 from tests.gateway.test_webhook import assert_same_json
 
 DATA = {"headers": {"X-Gitlab-Event": ["Push Hook"]},
@@ -209,3 +218,37 @@ def test_header_bytes_that_are_not_utf8_become_replacement_characters_as_go_json
 def test_a_message_nested_too_deeply_is_an_envelope_error_not_a_crash() -> None:
     with pytest.raises(EnvelopeError, match="nested too deeply"):
         CloudEvent.from_json(b"[" * 100_000 + b"]" * 100_000)
+
+
+_texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)  # any text UTF-8 can carry
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(event_id=_texts, source=_texts, subject=_texts, type_=_texts,
+       headers=st.dictionaries(_texts, st.lists(_texts, min_size=1, max_size=2), max_size=4),
+       metadata=st.none() | st.dictionaries(_texts, _texts, max_size=2),
+       body=st.recursive(st.none() | st.booleans() | st.integers() | _texts,
+                         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_texts, inner, max_size=3),
+                         max_leaves=8))
+def test_the_gateways_envelope_writes_what_json_dumps_writes(event_id: str, source: str, subject: str, type_: str,
+                                                              headers: dict[str, list[str]],
+                                                              metadata: dict[str, str] | None, body: Any) -> None:
+    when = datetime(2026, 11, 23, 1, 2, 3, 456789, tzinfo=UTC)
+    data: dict[str, Any] = {"headers": headers, "body": body}
+    if metadata is not None:
+        data["metadata"] = metadata
+    compact = {"separators": (",", ":"), "ensure_ascii": False}
+    raw = json.dumps(body, **compact).encode()
+    event = CloudEvent(id=event_id, source=source, subject=subject, type=type_, data=data, time=when)
+    expected = json.dumps({**event.context(), "data": data}, **compact).encode()
+    assert Envelope(source, subject, type_).spliced(event_id, data, raw, time=when) == expected
+    assert event.to_json(raw_body=raw) == expected
+
+
+def test_the_gateways_envelope_is_stamped_now_in_utc() -> None:
+    before = datetime.now(UTC)
+    doc = json.loads(Envelope("es", "push", "github").spliced("id-1", {"body": None}, b'{"a":1}'))
+    assert doc["time"].endswith("Z")
+    assert before <= parse_time(doc["time"]) <= datetime.now(UTC)
+    assert doc["data"] == {"body": {"a": 1}}
+    assert CloudEvent.from_dict(doc).context()["subject"] == "push"
