@@ -76,6 +76,23 @@ async def test_an_id_nats_py_rewrites_is_the_same_id_on_both_paths(nats_server: 
     assert again == PublishResult(first.sequence, True)  # the same id reached the server both times
 
 
+async def test_a_publish_is_flushed_when_nats_pys_buffer_is_over_its_limit(bus: Bus) -> None:
+    assert bus._nc is not None
+    bus._nc._max_pending_size = 1  # as if connected with pending_size=1: every publish forces a flush
+    # A 1 s ack timeout: the server's own first PING, ~2 s after connecting, would also flush them.
+    results = await asyncio.gather(*(bus.publish(PUSH, b"{}", msg_id=f"f-{i}", timeout=1) for i in range(20)))
+    assert sorted(r.sequence for r in results) == list(range(1, 21))
+
+
+async def test_a_publish_is_written_when_nats_pys_flusher_is_gone(bus: Bus) -> None:
+    assert bus._nc is not None and bus._nc._flusher_task is not None
+    bus._nc._flusher_task.cancel()  # what Python < 3.11's SIGINT handling could do, as nats-py notes
+    with pytest.raises(asyncio.CancelledError):
+        await bus._nc._flusher_task
+    results = await asyncio.gather(*(bus.publish(PUSH, b"{}", msg_id=f"g-{i}", timeout=1) for i in range(20)))
+    assert sorted(r.sequence for r in results) == list(range(1, 21))
+
+
 @pytest.mark.parametrize("lean", [True, False])
 async def test_a_payload_over_the_servers_max_payload_is_too_large_and_the_bus_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lean: bool) -> None:
