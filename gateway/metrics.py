@@ -102,10 +102,7 @@ class Metrics:
         return counts
 
     def received(self, eventsource: str, event: str) -> None:
-        counts = self._counts(eventsource, event)
-        counts.received += 1
-        if self._shared:
-            self._flush(eventsource, event, counts)
+        self._counts(eventsource, event).received += 1
 
     def rejected(self, eventsource: str, event: str, status: int) -> None:
         self._child(self._rejected, eventsource, event, str(status)).inc()
@@ -114,8 +111,6 @@ class Metrics:
         counts = self._counts(eventsource, event)
         counts.published += 1
         counts.duplicates += duplicate
-        if self._shared:
-            self._flush(eventsource, event, counts)
 
     def observe(self, eventsource: str, event: str, seconds: float) -> None:
         counts = self._counts(eventsource, event)
@@ -127,8 +122,9 @@ class Metrics:
     def flush(self) -> None:
         """Move the intake counts into the Prometheus metrics, before any collection.
 
-        A worker of a multiprocess gateway moves them at once instead: the scrape may be answered by
-        another worker, which reads this one's values from the shared files."""
+        A worker of a multiprocess gateway also moves them as each delivery is answered (observe())
+        and every second (refresh()): the scrape may be answered by another worker, which reads this
+        one's values from the shared files."""
         for (eventsource, event), counts in self._intake.items():
             self._flush(eventsource, event, counts)
 
@@ -183,7 +179,9 @@ class Metrics:
             gauge.set_function(read)
 
     def refresh(self) -> None:
-        """Write the watched gauges' current values (multiprocess mode; a worker calls this every second)."""
+        """Write the intake counts and the watched gauges' current values (multiprocess mode; a worker
+        calls this every second)."""
+        self.flush()
         for gauge, read in self._watched:
             gauge.set(read())
 
