@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -130,7 +131,7 @@ class Envelope:
         """CloudEvent(...).to_json(raw_body=raw_body), `time` now unless given: `data["body"]` is
         `raw_body`, and the other members of `data` are strings, lists and maps of them, which orjson
         writes as json.dumps would (compact, UTF-8), at a fifth of the cost."""
-        when = format_time(time) if time is not None else datetime.now(UTC).isoformat()[:-6] + "Z"
+        when = format_time(time) if time is not None else _clock.now()
         # One join, so a large body is copied once here rather than once per concatenation.
         parts = [b'{"id":', orjson.dumps(event_id), self._middle, orjson.dumps(when), b',"data":{']
         first = True
@@ -139,6 +140,24 @@ class Envelope:
             first = False
         parts.append(b"}}")
         return b"".join(parts)
+
+
+class _Clock:
+    """Now as RFC 3339 UTC text with microseconds, the date and time of day formatted once a second:
+    datetime.now(UTC).isoformat() took half of what encoding a delivery's envelope costs."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> str:
+        second, nanos = divmod(time.time_ns(), 1_000_000_000)
+        if second != self._second:
+            self._second, self._prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{nanos // 1000:06d}Z"
+
+
+_clock = _Clock()
 
 
 def format_time(t: datetime) -> str:
