@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import json
 import logging
 import re
@@ -50,8 +49,8 @@ _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 # What nats-py refuses in a published subject: whitespace (CR and LF would inject protocol lines).
 _SUBJECT_UNSAFE = re.compile(r"[\s]")
 #: The nats-py client internals the lean publish path uses (see Bus.publish).
-_LEAN_INTERNALS = ("_pending", "_pending_data_size", "_max_pending_size", "_flush_queue", "_flush_pending",
-                   "_flusher_task", "_process_msg")
+_LEAN_INTERNALS = ("_pending", "_pending_data_size", "_max_pending_size", "_flush_queue", "_flusher_task",
+                   "_process_msg")
 
 
 def safe_url(url: str) -> str:
@@ -132,7 +131,7 @@ def token(name: str) -> str:
 
 
 #: A publish's ack: JetStream's answer (its JSON, and the status of its header block, if any), or
-#: TimeoutError at its deadline, or BusUnavailable when the connection is lost first.
+#: TimeoutError at its deadline (the sweep), or BusUnavailable when the connection is lost first.
 Ack = asyncio.Future[tuple[bytes, str | None]]
 
 
@@ -166,9 +165,7 @@ def header_status(raw: bytes | None) -> str | None:
 
 def lean_supported(nc: Client) -> bool:
     """Whether this nats-py client has the internals the lean publish path writes to."""
-    if not all(hasattr(nc, name) for name in _LEAN_INTERNALS) or not isinstance(nc._pending, list):
-        return False
-    return "force_flush" in inspect.signature(nc._flush_pending).parameters
+    return all(hasattr(nc, name) for name in _LEAN_INTERNALS) and isinstance(nc._pending, list)
 
 
 class Bus:
@@ -263,7 +260,7 @@ class Bus:
         """Answer publishes straight from nats-py's reader, ahead of its per-message work for the ack inbox.
 
         nats-py builds a Msg and parses its headers for each ack, then queues it for a task that calls
-        the subscription's callback: two thirds of a publish's client-side cost. The server's other
+        the subscription's callback: 3-6 us of a publish's client-side CPU. The server's other
         messages take nats-py's own path unchanged.
         """
         assert self._nc is not None
@@ -409,66 +406,38 @@ class Bus:
         The same request as nats-py's `js.publish` (headers Nats-Msg-Id and Nats-Expected-Stream, a
         reply inbox, the ack's JSON), with the acks of every publish on one long-lived subscription
         and no wait_for: that halves the client-side cost of a publish, the gateway's hottest call.
-        Sent by `send()` where it can, else by nats-py's publish().
-        """
-        ack = self.send(subject, payload, msg_id=msg_id, timeout=timeout)
-        if ack is not None:
-            try:
-                await ack
-            except Exception:  # acked() reads the error with the answer
-                pass
-            return self.acked(ack)
-        assert self._nc is not None
-        token, future = self._expect_ack(timeout)
-        try:
-            with lost_connection():
-                await self._nc.publish(subject, payload, reply=self._ack_prefix + token,
-                                       headers={"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": self.settings.name})
-            await future
-        except nats.errors.MaxPayloadError:
-            # A NATS server with a smaller max_payload than the stream's limit (1 MiB is its default).
-            raise EventTooLarge(f"the event is {len(payload)} bytes, over the NATS server's max_payload "
-                                f"({self._nc.max_payload})") from None
-        except (nats.errors.Error, OSError) as e:
-            raise BusUnavailable(f"JetStream did not acknowledge: {type(e).__name__}") from e
-        except (TimeoutError, BusUnavailable):
-            pass  # acked() says it
-        finally:
-            self._acks.pop(token, None)
-        return self.acked(future)
 
-    def send(self, subject: str, payload: bytes, *, msg_id: str, timeout: float = 5.0) -> Ack | None:
-        """Send a publish now and return the future of its ack, for `acked()`; None where only
-        `publish()` can send it. Raises before sending what `publish()` raises then.
-
-        The lean path: the command is built here and queued on nats-py's own buffer and flusher, and
-        the ack is taken from its reader (`_take_acks`), with no coroutine: 22 -> 9-12 us of CPU per
-        publish and ack, 32 in flight, 3 KB. Connection, reconnects, TLS, auth and flushing stay
-        nats-py's. Where the client lacks the internals (`lean_supported`), or nats-py must decide
-        (an odd subject or id, a payload over its max_payload, its buffer full or its flusher gone),
-        this returns None.
+        The lean path halves it again (22 -> 9-12 us of CPU per publish and ack, 32 in flight, 3 KB):
+        the command is built here and queued on nats-py's own buffer for its own flusher, and the ack
+        is taken from its reader (`_take_acks`). Connection, reconnects, TLS, auth and flushing stay
+        nats-py's. Where the client lacks those internals (`lean_supported`), or nats-py must decide
+        (an odd subject or id, a payload over its max_payload, its buffer full, its flusher gone),
+        nats-py's publish() sends it.
         """
         check_size(payload, self.settings)
         if not self.connected:
             # While reconnecting, nats-py would buffer the message and send it after the reconnect,
             # long after this request timed out and the sender was told it was not kept.
             raise BusUnavailable("not connected to NATS")
-        if not self._lean:
-            return None
-        token = str(self._ack_count + 1)
-        command = self._hpub(subject, token, payload, msg_id)
-        if command is None or not self._queueable(len(command)):
-            return None
-        token, future = self._expect_ack(timeout)
-        self._queue(command)
-        return future
-
-    def acked(self, ack: Ack) -> PublishResult:
-        """What a done ack says: the stored sequence, or BusUnavailable / BusError."""
+        assert self._nc is not None
+        token, ack = self._expect_ack(timeout)
         try:
-            data, status = ack.result()
-        except TimeoutError as e:
-            raise BusUnavailable("JetStream did not acknowledge: TimeoutError") from e
+            command = self._hpub(subject, token, payload, msg_id) if self._lean else None
+            if command is not None and self._queueable(len(command)):
+                self._queue(command)
+            else:
+                with lost_connection():
+                    await self._nc.publish(subject, payload, reply=self._ack_prefix + token,
+                                           headers={"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": self.settings.name})
+            data, status = await ack
+        except nats.errors.MaxPayloadError:
+            # A NATS server with a smaller max_payload than the stream's limit (1 MiB is its default).
+            raise EventTooLarge(f"the event is {len(payload)} bytes, over the NATS server's max_payload "
+                                f"({self._nc.max_payload})") from None
+        except (nats.errors.Error, TimeoutError, OSError) as e:
+            raise BusUnavailable(f"JetStream did not acknowledge: {type(e).__name__}") from e
+        finally:
+            self._acks.pop(token, None)
         return publish_result(data, status)
 
     def _expect_ack(self, timeout: float) -> tuple[str, Ack]:
@@ -484,8 +453,9 @@ class Bus:
         """The HPUB command nats-py would send for this publish, or None where nats-py must decide.
 
         Built in one formatting step: nats-py checks both subjects with a regex, encodes the headers
-        through a regex and a translate per key, and copies the payload twice (about 10 us of a
-        publish's 22 us CPU under load, tests/gateway/test_bus.py compares the bytes)."""
+        through a regex and a translate per key, and copies the payload twice; with the wake-up in
+        `_queue`, about 7 of a publish's 22 us of CPU under load. tests/gateway/test_bus.py checks
+        that the server stores the same bytes either way."""
         assert self._nc is not None
         subject_bytes = self._subjects.get(subject, b"")
         if subject_bytes == b"":
