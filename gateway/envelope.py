@@ -55,7 +55,7 @@ class CloudEvent:
 
     def to_json(self, *, raw_body: bytes | None = None) -> bytes:
         """The structured-mode JSON. With `raw_body`, `data["body"]` is that JSON text, spliced in as is."""
-        if raw_body is None or not isinstance(self.data, dict) or "body" not in self.data:
+        if not splices(self.data, raw_body):
             return json.dumps({**self.context(), "data": self.data}, separators=(",", ":"),
                               ensure_ascii=False).encode()
         envelope = Envelope(self.source, self.subject, self.type, specversion=self.specversion,
@@ -110,6 +110,11 @@ class CloudEvent:
             datacontenttype=str(doc.get("datacontenttype") or JSON_CONTENT_TYPE),
             specversion=doc["specversion"],
         )
+
+
+def splices(data: Any, raw_body: bytes | None) -> bool:
+    """Whether `raw_body` can stand for `data["body"]` in the envelope's JSON."""
+    return raw_body is not None and isinstance(data, dict) and "body" in data
 
 
 class Envelope:
