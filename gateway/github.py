@@ -27,7 +27,11 @@ def verify_signature(incoming: Incoming, secret: str) -> None:
     if algorithm not in _HASHES or not given:
         raise RequestRejected(403, "unknown signature format (expected sha256=<hex>)")
     expected = hmac.digest(secret.encode(), incoming.body, algorithm).hex()
-    if not hmac.compare_digest(expected.encode(), raw_bytes(given.strip().lower())):
+    given = given.strip().lower()
+    # compare_digest takes ASCII text as it is; anything else (which cannot match) as the bytes sent.
+    same = (hmac.compare_digest(expected, given) if given.isascii()
+            else hmac.compare_digest(expected.encode(), raw_bytes(given)))
+    if not same:
         raise RequestRejected(403, "signature does not match webhookSecret")
 
 

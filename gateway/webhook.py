@@ -30,7 +30,9 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \uD800-\uDFFF: may decod
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-@dataclass(frozen=True, slots=True)
+# Incoming and Accepted are built for every delivery and never changed, but are not frozen: a frozen
+# dataclass's __init__ sets each field through object.__setattr__, 2.5 times the cost (0.6-0.8 us each).
+@dataclass(slots=True)
 class Incoming:
     method: str
     path: str
@@ -41,14 +43,17 @@ class Incoming:
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        value = self.headers.get("Content-Type", "")
+        if value == "application/json":  # what nearly every delivery sends: nothing to normalise
+            return value
+        return value.split(";", 1)[0].strip().lower()
 
     def text(self, name: str) -> str:
         """A header's value as JSON-safe text, for ids and event names that end up in the event."""
         return json_text(self.headers.get(name, ""))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Accepted:
     event_id: str  # the provider's delivery id, or a content hash when it sends none
     data: dict[str, Any]
