@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--rounds", type=int, default=1,
-                   help="measure every server this many times, in turn; report the median run and ratio")
+                   help="measure every server this many times, in turn (each round starting with the next "
+                        "server); report the median run and ratio")
     p.add_argument("--sizes", default="3072,65536", help="body sizes in bytes, comma-separated")
     p.add_argument("--servers", default=",".join(SERVERS))
     p.add_argument("--loadgen", choices=["auto", "wrk", "asyncio"], default="auto")
@@ -183,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             body = work / f"push-{size}.json"
             body.write_bytes(push_payload(size))
             for rnd in range(args.rounds):
-                for server in servers:
+                # Each round starts with the next server: the first run of a size is often the slowest
+                # on this VM (memory and store first touched), and that should not fall on one server.
+                for server in servers[rnd % len(servers):] + servers[:rnd % len(servers)]:
                     print(f"  {size_label(size)} {server} ...", end="", flush=True)
                     row = measure(server, size, body, work, args)
                     row.round = rnd
