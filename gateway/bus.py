@@ -48,7 +48,12 @@ _PULL_UNAVAILABLE = frozenset({"Server Shutdown", "Leadership Change"})
 _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 # What nats-py refuses in a published subject: whitespace (CR and LF would inject protocol lines).
 _SUBJECT_UNSAFE = re.compile(r"[\s]")
+#: The nats-py releases the lean publish path was tested with: it relies on internals that changed
+#: before (a flusher that tolerates a done future came in nats-py 2.10; 2.16.0 is what the tests run).
+_LEAN_VERSIONS = ((2, 16), (3, 0))
 #: The nats-py client internals the lean publish path uses (see Bus.publish).
+#: The header block's bytes besides the id and the stream name (`NATS/1.0`, the two names, CRLFs).
+_HEADER_OVERHEAD = len(b"NATS/1.0\r\nNats-Msg-Id: \r\nNats-Expected-Stream: \r\n\r\n")
 _LEAN_INTERNALS = ("_pending", "_pending_data_size", "_max_pending_size", "_flush_queue", "_flusher_task",
                    "_process_msg")
 
@@ -164,7 +169,13 @@ def header_status(raw: bytes | None) -> str | None:
 
 
 def lean_supported(nc: Client) -> bool:
-    """Whether this nats-py client has the internals the lean publish path writes to."""
+    """Whether this nats-py client is a tested release with the internals the lean publish path uses."""
+    try:
+        release = tuple(int(part) for part in nats.aio.client.__version__.split(".")[:2])
+    except (AttributeError, ValueError):
+        return False
+    if not _LEAN_VERSIONS[0] <= release < _LEAN_VERSIONS[1]:
+        return False
     return all(hasattr(nc, name) for name in _LEAN_INTERNALS) and isinstance(nc._pending, list)
 
 
@@ -271,7 +282,12 @@ class Bus:
             if msg_sid != sid:
                 await process_msg(msg_sid, subject, reply, data, headers)
                 return
-            self._acked(subject[start:].decode(errors="replace"), data, header_status(headers))
+            try:
+                self._acked(subject[start:].decode(errors="replace"), data, header_status(headers))
+            except Exception:
+                # Raised from here, it would end nats-py's reader while the client still says
+                # connected: every later publish would time out. This one times out instead.
+                log.exception("could not match a JetStream ack to its publish")
 
         self._nc._process_msg = take  # type: ignore[method-assign]
 
@@ -420,6 +436,12 @@ class Bus:
             # long after this request timed out and the sender was told it was not kept.
             raise BusUnavailable("not connected to NATS")
         assert self._nc is not None
+        # The server counts the headers too, and answers a message over its max_payload by closing the
+        # connection, failing every publish in flight; nats-py only compares the payload.
+        size = len(payload) + len(msg_id.encode(errors="replace")) + len(self.settings.name) + _HEADER_OVERHEAD
+        if size > self._nc.max_payload:
+            raise EventTooLarge(f"the event is {len(payload)} bytes, and with its headers over the NATS server's "
+                                f"max_payload ({self._nc.max_payload})")
         token, ack = self._expect_ack(timeout)
         try:
             command = self._hpub(subject, token, payload, msg_id) if self._lean else None
@@ -430,10 +452,6 @@ class Bus:
                     await self._nc.publish(subject, payload, reply=self._ack_prefix + token,
                                            headers={"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": self.settings.name})
             data, status = await ack
-        except nats.errors.MaxPayloadError:
-            # A NATS server with a smaller max_payload than the stream's limit (1 MiB is its default).
-            raise EventTooLarge(f"the event is {len(payload)} bytes, over the NATS server's max_payload "
-                                f"({self._nc.max_payload})") from None
         except (nats.errors.Error, TimeoutError, OSError) as e:
             raise BusUnavailable(f"JetStream did not acknowledge: {type(e).__name__}") from e
         finally:
@@ -462,8 +480,8 @@ class Bus:
             subject_bytes = self._subjects[subject] = None if _SUBJECT_UNSAFE.search(subject) or not subject \
                 else subject.encode()
         msg_id = msg_id.strip()
-        if subject_bytes is None or len(payload) > self._nc.max_payload or not msg_id.isprintable():
-            return None  # nats-py's path: its error for the first two, its rewriting of the id for the last
+        if subject_bytes is None or not msg_id.isprintable():
+            return None  # nats-py's path: its error for the first, its rewriting of the id for the last
         header = b"NATS/1.0\r\nNats-Msg-Id: " + msg_id.encode() + self._stream_header
         return b"HPUB %s %s%s %d %d\r\n%s%s\r\n" % (subject_bytes, self._ack_prefix_bytes, token.encode(),
                                                     len(header), len(header) + len(payload), header, payload)

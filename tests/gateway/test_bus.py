@@ -76,6 +76,36 @@ async def test_an_id_nats_py_rewrites_is_the_same_id_on_both_paths(nats_server: 
     assert again == PublishResult(first.sequence, True)  # the same id reached the server both times
 
 
+@pytest.mark.parametrize("release", ["2.9.0", "3.0.0", "unknown"])
+async def test_a_nats_py_release_the_lean_path_was_not_tested_with_gets_nats_pys_path(
+        nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch, release: str) -> None:
+    monkeypatch.setattr("nats.aio.client.__version__", release)
+    other = Bus(nats_server.url)
+    await other.connect()
+    try:
+        assert other._lean is False
+        await other.ensure_stream()
+        assert await other.publish(PUSH, b"{}", msg_id="old") == PublishResult(1, False)
+    finally:
+        await other.close()
+
+
+async def test_an_ack_that_cannot_be_matched_costs_that_publish_only(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not bus._lean:
+        pytest.skip("acks are matched in nats-py's own subscription task on its path")
+    acked = bus._acked
+
+    def broken_once(token: str, data: bytes, status: str | None) -> None:
+        monkeypatch.setattr(bus, "_acked", acked)
+        raise RuntimeError("a bug in matching acks")
+
+    monkeypatch.setattr(bus, "_acked", broken_once)
+    with pytest.raises(BusUnavailable, match="TimeoutError"):
+        await bus.publish(PUSH, b"{}", msg_id="lost-ack", timeout=1)
+    assert bus._nc is not None and bus._nc._reading_task is not None and not bus._nc._reading_task.done()
+    assert await bus.publish(PUSH, b"{}", msg_id="next") == PublishResult(2, False)
+
+
 async def test_a_publish_is_stored_when_nats_pys_buffer_is_over_its_limit(bus: Bus) -> None:
     assert bus._nc is not None
     # As if connected with pending_size=1: every publish goes over the limit, which nats-py's own path
@@ -106,10 +136,16 @@ async def test_a_payload_over_the_servers_max_payload_is_too_large_and_the_bus_g
             await small.ensure_stream()
             with pytest.raises(EventTooLarge, match=r"over the NATS server's max_payload \(65536\)"):
                 await small.publish("hookgate.default.es.push", b"x" * (64 * 1024 + 1), msg_id="big")
+            # Under the limit alone, over it with the headers: the server would close the connection
+            # and fail every publish in flight with it.
+            in_flight = asyncio.ensure_future(small.publish("hookgate.default.es.push", b"{}", msg_id="small"))
+            with pytest.raises(EventTooLarge, match=r"with its headers over the NATS server's max_payload"):
+                await small.publish("hookgate.default.es.push", b"x" * (64 * 1024 - 10), msg_id="almost")
+            assert (await in_flight).duplicate is False
             fits = await small.publish("hookgate.default.es.push", b"x" * (60 * 1024), msg_id="fits")
         finally:
             await small.close()
-    assert fits == PublishResult(1, False)
+    assert fits == PublishResult(2, False)
 
 
 async def test_a_publish_returns_the_stored_sequence_and_a_repeated_id_is_a_duplicate(bus: Bus) -> None:
