@@ -7,6 +7,7 @@ PROMETHEUS_MULTIPROC_DIR, and any worker's /metrics answers for all of them.
 
 from __future__ import annotations
 
+import logging
 import os
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
@@ -17,6 +18,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5)
 
@@ -35,6 +38,13 @@ class _Intake:
         self.received = self.published = self.duplicates = 0
         self.seconds = 0.0
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+
+    def take(self) -> tuple[int, int, int, float, list[int]]:
+        """The counts so far, which start again from zero: taken before they are added anywhere, so
+        that a failure part-way cannot add them twice."""
+        counts = (self.received, self.published, self.duplicates, self.seconds, self.buckets)
+        self.reset()
+        return counts
 
 
 class _Flush(Collector):
@@ -117,7 +127,10 @@ class Metrics:
         counts.seconds += seconds
         counts.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         if self._shared:
-            self._flush(eventsource, event, counts)
+            try:
+                self._flush(eventsource, event, counts)
+            except Exception:  # the delivery is stored and answered whatever the metrics do
+                log.exception("could not write the intake metrics")
 
     def flush(self) -> None:
         """Move the intake counts into the Prometheus metrics, before any collection.
@@ -129,22 +142,22 @@ class Metrics:
             self._flush(eventsource, event, counts)
 
     def _flush(self, eventsource: str, event: str, counts: _Intake) -> None:
-        if counts.received:
-            self._child(self._received, eventsource, event).inc(counts.received)
-        if counts.published > counts.duplicates:
-            self._child(self._published, eventsource, event, "false").inc(counts.published - counts.duplicates)
-        if counts.duplicates:
-            self._child(self._published, eventsource, event, "true").inc(counts.duplicates)
-        if any(counts.buckets):
+        received, published, duplicates, seconds, buckets = counts.take()
+        if received:
+            self._child(self._received, eventsource, event).inc(received)
+        if published > duplicates:
+            self._child(self._published, eventsource, event, "false").inc(published - duplicates)
+        if duplicates:
+            self._child(self._published, eventsource, event, "true").inc(duplicates)
+        if any(buckets):
             # observe() n times would cost what counting saved. A labelled histogram child keeps a
             # value per bucket (non-cumulative: observe() adds to the first bucket that fits) and one
             # for the sum: add to those. tests/gateway/test_metrics.py compares the result with observe().
             child = self._child(self._latency, eventsource, event)
-            child._sum.inc(counts.seconds)
-            for value, n in zip(child._buckets, counts.buckets, strict=True):
+            child._sum.inc(seconds)
+            for value, n in zip(child._buckets, buckets, strict=True):
                 if n:
                     value.inc(n)
-        counts.reset()
 
     def fired(self, sensor: str, trigger: str) -> None:
         self._child(self._fired, sensor, trigger).inc()
