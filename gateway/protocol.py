@@ -172,13 +172,13 @@ def response(status: int, text: str, *, close: bool) -> bytes:
     if cached is not None and cached[0] is date:
         return cached[1]
     answer = _response(status, text, close=close, date=date)
-    # The 2xx answers are a handful of fixed texts; refusal reasons vary, and are rare.
-    if status < 300 and (key in _responses or len(_responses) < 64):
+    if text in CACHED_TEXTS:  # other texts vary (refusal reasons, notes naming a sender's event) and are rare
         _responses[key] = (date, answer)
     return answer
 
 
-#: The last 2xx answer per (status, text, close), valid while the Date header's second lasts.
+#: The answers to a stored delivery: the only ones cached, each valid while the Date header's second lasts.
+CACHED_TEXTS = frozenset({"ok\n", "duplicate, already stored\n", "ok, spooled until JetStream takes it\n"})
 _responses: dict[tuple[int, str, bool], tuple[bytes, bytes]] = {}
 
 

@@ -32,7 +32,7 @@ from aiohttp.http_parser import HttpRequestParser, RawRequestMessage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import server
+from gateway import protocol, server
 from gateway.bus import Bus
 from gateway.protocol import Limits, PlainProtocol, PlainServer, parse_head
 from gateway.server import Route, build_routes
@@ -669,3 +669,17 @@ async def test_proxy_connection_close_closes_the_connection_as_aiohttp_does(stac
         assert (reply.status, reply.text) == (200, "ok\n")
         assert await closed_by_server(reader)
     assert await stack.count() == before + 1
+
+
+def test_the_answers_to_a_stored_delivery_are_cached_within_the_date_headers_second() -> None:
+    for _ in range(3):  # a second boundary between the two reads of the clock: read again
+        date = protocol._date.get()
+        answer = protocol.response(200, "ok\n", close=False)
+        if protocol._date.get() is date:
+            break
+    assert answer == protocol._response(200, "ok\n", close=False, date=date)
+    assert protocol._responses[(200, "ok\n", False)] == (date, answer)
+    assert protocol.response(200, "ok\n", close=True).endswith(b"Connection: close\r\n\r\nok\n")
+    note = "accepted, not published: event 'made-up-by-a-sender' is not in this EventSource's events\n"
+    assert protocol.response(200, note, close=False).endswith(note.encode())
+    assert all(text in protocol.CACHED_TEXTS for _, text, _ in protocol._responses)
