@@ -47,13 +47,13 @@ _HEARTBEAT = "100"
 _PULL_UNAVAILABLE = frozenset({"Server Shutdown", "Leadership Change"})
 _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 # What nats-py refuses in a published subject: whitespace (CR and LF would inject protocol lines).
-_SUBJECT_UNSAFE = re.compile(r"[\s]")
+_SUBJECT_UNSAFE = re.compile(r"\s")
+#: The header block's bytes besides the id and the stream name (`NATS/1.0`, the two names, CRLFs).
+_HEADER_OVERHEAD = len(b"NATS/1.0\r\nNats-Msg-Id: \r\nNats-Expected-Stream: \r\n\r\n")
 #: The nats-py releases the lean publish path was tested with: it relies on internals that changed
 #: before (a flusher that tolerates a done future came in nats-py 2.10; 2.16.0 is what the tests run).
 _LEAN_VERSIONS = ((2, 16), (3, 0))
 #: The nats-py client internals the lean publish path uses (see Bus.publish).
-#: The header block's bytes besides the id and the stream name (`NATS/1.0`, the two names, CRLFs).
-_HEADER_OVERHEAD = len(b"NATS/1.0\r\nNats-Msg-Id: \r\nNats-Expected-Stream: \r\n\r\n")
 _LEAN_INTERNALS = ("_pending", "_pending_data_size", "_max_pending_size", "_flush_queue", "_flusher_task",
                    "_process_msg")
 
@@ -426,9 +426,10 @@ class Bus:
         The lean path halves it again (22 -> 9-12 us of CPU per publish and ack, 32 in flight, 3 KB):
         the command is built here and queued on nats-py's own buffer for its own flusher, and the ack
         is taken from its reader (`_take_acks`). Connection, reconnects, TLS, auth and flushing stay
-        nats-py's. Where the client lacks those internals (`lean_supported`), or nats-py must decide
-        (an odd subject or id, a payload over its max_payload, its buffer full, its flusher gone),
-        nats-py's publish() sends it.
+        nats-py's. Where the client is not a release with those internals (`lean_supported`), or
+        nats-py must decide (an odd subject or id, its buffer full, its flusher gone), nats-py's
+        publish() sends it. An event over the server's max_payload, headers included, is refused
+        before either.
         """
         check_size(payload, self.settings)
         if not self.connected:
@@ -442,7 +443,11 @@ class Bus:
         if size > self._nc.max_payload:
             raise EventTooLarge(f"the event is {len(payload)} bytes, and with its headers over the NATS server's "
                                 f"max_payload ({self._nc.max_payload})")
-        token, ack = self._expect_ack(timeout)
+        self._ack_count += 1
+        token = str(self._ack_count)
+        loop = asyncio.get_running_loop()
+        ack: Ack = loop.create_future()
+        self._acks[token] = (ack, loop.time() + timeout)
         try:
             command = self._hpub(subject, token, payload, msg_id) if self._lean else None
             if command is not None and self._queueable(len(command)):
@@ -457,15 +462,6 @@ class Bus:
         finally:
             self._acks.pop(token, None)
         return publish_result(data, status)
-
-    def _expect_ack(self, timeout: float) -> tuple[str, Ack]:
-        """A new reply token and the future its ack (or its deadline, or a lost connection) completes."""
-        self._ack_count += 1
-        token = str(self._ack_count)
-        loop = asyncio.get_running_loop()
-        future: Ack = loop.create_future()
-        self._acks[token] = (future, loop.time() + timeout)
-        return token, future
 
     def _hpub(self, subject: str, token: str, payload: bytes, msg_id: str) -> bytes | None:
         """The HPUB command nats-py would send for this publish, or None where nats-py must decide.
