@@ -128,7 +128,7 @@ class Metrics:
         counts.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         if self._shared:
             try:
-                self._flush(eventsource, event, counts)
+                self._move(eventsource, event, counts)
             except Exception:  # the delivery is stored and answered whatever the metrics do
                 log.exception("could not write the intake metrics")
 
@@ -139,9 +139,10 @@ class Metrics:
         and every second (refresh()): the scrape may be answered by another worker, which reads this
         one's values from the shared files."""
         for (eventsource, event), counts in self._intake.items():
-            self._flush(eventsource, event, counts)
+            self._move(eventsource, event, counts)
 
-    def _flush(self, eventsource: str, event: str, counts: _Intake) -> None:
+    def _move(self, eventsource: str, event: str, counts: _Intake) -> None:
+        """Add one event's counts to its Prometheus children."""
         received, published, duplicates, seconds, buckets = counts.take()
         if received:
             self._child(self._received, eventsource, event).inc(received)
