@@ -769,7 +769,7 @@ def screen(accepted: Accepted, flt: EventFilter | None, *, label: str) -> Accept
         return accepted
     if verdict.error:
         log.warning("%s delivery %s not published: %s", label, accepted.event_id, verdict.reason)
-    return dataclasses.replace(accepted, publish=False, note=verdict.reason)
+    return accepted.unpublished(verdict.reason)
 
 
 def guard(provider: Callable[[Incoming], Accepted], spec: EventSourceFilter | None, *, label: str

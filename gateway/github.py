@@ -14,7 +14,17 @@ from urllib.parse import parse_qs
 from gateway.envelope import header_map
 from gateway.errors import RequestRejected
 from gateway.models import GithubEventSource
-from gateway.webhook import FORM, Accepted, Incoming, content_id, parse_json, raw_bytes, read_json, with_members
+from gateway.webhook import (
+    FORM,
+    UNPARSED,
+    Accepted,
+    Incoming,
+    content_id,
+    parse_json,
+    raw_bytes,
+    read_json,
+    with_members,
+)
 
 _HASHES = frozenset({"sha256", "sha1", "sha512"})
 
@@ -36,7 +46,8 @@ def verify_signature(incoming: Incoming, secret: str) -> None:
 
 
 def parse_body(incoming: Incoming) -> tuple[Any, bytes | None]:
-    """The payload, JSON or form-encoded, and its JSON text when it can be spliced as it is."""
+    """The payload, JSON or form-encoded, and its JSON text when it can be spliced as it is (a JSON
+    object's value may be UNPARSED: see read_json)."""
     if incoming.content_type == FORM or incoming.body.startswith(b"payload="):
         try:
             form = parse_qs(incoming.body.decode(), keep_blank_values=True)
@@ -45,7 +56,7 @@ def parse_body(incoming: Incoming) -> tuple[Any, bytes | None]:
         if "payload" not in form:
             raise RequestRejected(400, "form body has no 'payload' field")
         return parse_json(form["payload"][0].encode(), what="form field 'payload'"), None
-    return read_json(incoming.body)
+    return read_json(incoming.body, lazy=True)
 
 
 def subscribed(events: list[str], event: str) -> bool:
@@ -66,12 +77,14 @@ def accept(spec: GithubEventSource, incoming: Incoming, *, secret: str | None) -
     if not subscribed(spec.events, event):
         return Accepted(event_id=event_id, data={}, publish=False,
                         note=f"event {event!r} is not in this EventSource's events")
-    if not isinstance(body, dict):
+    if body is not UNPARSED and not isinstance(body, dict):
         raise RequestRejected(400, "a GitHub payload must be a JSON object")
     # Argo Events adds these two keys to the body; sensors written for it filter on them.
     added = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery}
-    raw_body = with_members(raw, added, empty=not body) if raw is not None else None
-    data: dict[str, Any] = {"headers": header_map(incoming.header_items), "body": {**body, **added}}
+    raw_body = with_members(raw, added) if raw is not None else None
+    # An UNPARSED body is read from raw_body, which has the added keys.
+    data: dict[str, Any] = {"headers": header_map(incoming.header_items),
+                            "body": body if body is UNPARSED else {**body, **added}}
     if spec.metadata:
         data["metadata"] = dict(spec.metadata)
     return Accepted(event_id=event_id, data=data, raw_body=raw_body)

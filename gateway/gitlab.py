@@ -80,7 +80,8 @@ def accept(spec: GitlabEventSource, incoming: Incoming, *, secret: str | None) -
     header = incoming.text("X-Gitlab-Event")
     if not header:
         raise RequestRejected(400, "missing X-Gitlab-Event header")
-    body, raw = read_json(incoming.body)
+    # Only a system hook's body names its event (object_kind): any other stays unread (see read_json).
+    body, raw = read_json(incoming.body, lazy=header != "System Hook")
     event = effective_event(header, body)
     event_id = delivery_id(incoming)
     if spec.events and event not in wanted_headers(spec.events):

@@ -287,9 +287,9 @@ class Listener:
 
 def envelope(route: Route, accepted: Accepted) -> bytes:
     """The bus message for an accepted delivery."""
-    if splices(accepted.data, accepted.raw_body):
+    if splices(accepted.members, accepted.raw_body):  # members, not data: an UNPARSED body stays unread
         assert accepted.raw_body is not None
-        return route.envelope.spliced(accepted.event_id, accepted.data, accepted.raw_body)
+        return route.envelope.spliced(accepted.event_id, accepted.members, accepted.raw_body)
     event = CloudEvent(id=accepted.event_id, source=route.eventsource, subject=route.event, type=route.source_type,
                        data=accepted.data)
     return event.to_json()
