@@ -7,7 +7,6 @@ a NATS publisher outside hookgate sends (see the README's bus contract).
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -186,18 +185,29 @@ def canonical_header(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
-@functools.lru_cache(maxsize=1024)  # the same few dozen header names arrive with every request
 def header_key(name: str) -> tuple[str, bool]:
     """A header name as it arrived → (its canonical, JSON-safe form; whether its value is a secret)."""
-    key = canonical_header(json_text(name))
-    return key, key in SECRET_HEADERS
+    known = _header_keys.get(name)
+    if known is None:
+        key = canonical_header(json_text(name))
+        known = key, key in SECRET_HEADERS
+        if len(_header_keys) < 1024:  # names are the sender's to choose: the cache keeps the first ones
+            _header_keys[name] = known
+    return known
+
+
+#: The same few dozen header names arrive with every request: a dict looked up in header_map's loop
+#: (through an lru_cache, header_map took 1.3 us for a GitHub push's headers; 1.1 this way).
+_header_keys: dict[str, tuple[str, bool]] = {}
 
 
 def header_map(pairs: Any) -> dict[str, list[str]]:
     """Multi-valued, canonical, secret-masked headers: the `header` / `headers` value of event data."""
     out: dict[str, list[str]] = {}
+    keys = _header_keys
     for name, value in pairs:
-        key, secret = header_key(name)
+        known = keys.get(name)
+        key, secret = known if known is not None else header_key(name)
         text = MASK if secret else value if value.isascii() else json_text(value)
         values = out.get(key)
         if values is None:

@@ -194,6 +194,11 @@ def _response(status: int, text: str, *, close: bool, date: bytes) -> bytes:
     ))
 
 
+def _bytes(buffer: bytes | bytearray, start: int, stop: int) -> bytes:
+    """buffer[start:stop] as bytes, copied once (a bytearray's slice would be copied twice)."""
+    return buffer[start:stop] if isinstance(buffer, bytes) else bytes(memoryview(buffer)[start:stop])
+
+
 class PlainServer(web.Server):
     """aiohttp's low-level server, whose connections start on `PlainProtocol`."""
 
@@ -234,7 +239,9 @@ class PlainProtocol(asyncio.Protocol):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task[None] | None = None
-        self._buffer = bytearray()
+        # What arrived and is not yet a request: the read itself while it is all there is (nearly every
+        # delivery arrives whole in one read), a bytearray once a second read is added to it.
+        self._buffer: bytes | bytearray = b""
         self._head: Head | None = None
         self._body_start = 0
         self._paused = False
@@ -262,7 +269,12 @@ class PlainProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering or self.transport is None:
             return
-        self._buffer += data
+        if not self._buffer:
+            self._buffer = data  # not copied: the request's head and body are sliced from it
+        elif isinstance(self._buffer, bytes):
+            self._buffer = bytearray(self._buffer) + data
+        else:
+            self._buffer += data
         if self.task is not None:
             if len(self._buffer) > _BUFFER_CAP and not self._paused:
                 self._paused = True
@@ -287,7 +299,7 @@ class PlainProtocol(asyncio.Protocol):
                 return
             limits = self.server.limits
             end = self._buffer.find(b"\r\n\r\n", 0, limits.max_head)
-            head = parse_head(bytes(self._buffer[:end + 2]), self.server.routes, limits) if end > 0 else None
+            head = parse_head(_bytes(self._buffer, 0, end + 2), self.server.routes, limits) if end > 0 else None
             if head is None:
                 self._hand_over()
                 return
@@ -304,8 +316,13 @@ class PlainProtocol(asyncio.Protocol):
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
-        body = bytes(memoryview(self._buffer)[self._body_start:end])
-        del self._buffer[:end]
+        body = _bytes(self._buffer, self._body_start, end)
+        if end == len(self._buffer):
+            self._buffer = b""
+        elif isinstance(self._buffer, bytes):
+            self._buffer = self._buffer[end:]
+        else:
+            del self._buffer[:end]
         self._head = None
         incoming = Incoming(method=head.method, path=head.path, headers=head.headers,
                             header_items=head.fields, body=body, query=head.query)
@@ -338,7 +355,7 @@ class PlainProtocol(asyncio.Protocol):
         self._cancel_timers()
         self.server.plain.discard(self)
         transport, data = self.transport, bytes(self._buffer)
-        self.transport, self._buffer = None, bytearray()
+        self.transport, self._buffer = None, b""
         protocol = self.server.aiohttp_protocol()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
@@ -357,7 +374,7 @@ class PlainProtocol(asyncio.Protocol):
         # Read and drop what still trickles in for a moment: closing at once could let the kernel's
         # reset destroy the 408 in flight.
         self._lingering = True
-        self._buffer = bytearray()
+        self._buffer = b""
         asyncio.get_running_loop().call_later(self.server.limits.lingering_time, transport.close)
 
     def _idle_check(self) -> None:

@@ -130,7 +130,7 @@ def vouched_object(body: bytes) -> bool:
     also refuses some JSON that orjson reads (integers beyond 64 bits, 1,024 nested objects): False
     then, and the full read decides. tests/gateway/test_webhook.py holds the two parsers to this.
     """
-    if len(body) > _VOUCH_MAX or _OBJECT_START.match(body) is None:
+    if len(body) > _VOUCH_MAX or (body[:1] != b"{" and _OBJECT_START.match(body) is None):
         return False
     parser = getattr(_parsers, "parser", None)
     if parser is None:
