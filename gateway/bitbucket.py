@@ -15,14 +15,13 @@ Differences from Argo Events, on purpose:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from typing import Any
 
 from gateway.envelope import header_map
 from gateway.errors import RequestRejected
 from gateway.models import BitbucketEventSource, BitbucketServerEventSource
-from gateway.webhook import Accepted, Incoming, content_id, parse_json, raw_bytes
+from gateway.webhook import Accepted, Incoming, content_id, hmac_hex, parse_json, raw_bytes
 
 PING = "diagnostics:ping"
 
@@ -34,7 +33,7 @@ def verify_signature(incoming: Incoming, secret: str) -> None:
     algorithm, sep, given = signature.partition("=")
     if algorithm.strip().lower() != "sha256" or not sep or not given.strip():
         raise RequestRejected(403, "unknown signature format (expected X-Hub-Signature: sha256=<hex>)")
-    expected = hmac.new(secret.encode(), incoming.body, hashlib.sha256).hexdigest()
+    expected = hmac_hex(secret, incoming.body)
     if not hmac.compare_digest(expected.encode(), raw_bytes(given.strip().lower())):
         raise RequestRejected(403, "signature does not match webhookSecret")
 

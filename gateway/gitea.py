@@ -12,7 +12,6 @@ on receipt. The delivery id is `X-Forgejo-Delivery` / `X-Gitea-Delivery`. Form d
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from typing import Any
 
@@ -20,14 +19,14 @@ from gateway.envelope import header_map
 from gateway.errors import RequestRejected
 from gateway.github import parse_body
 from gateway.models import GiteaEventSource
-from gateway.webhook import Accepted, Incoming, content_id, raw_bytes
+from gateway.webhook import Accepted, Incoming, content_id, hmac_hex, raw_bytes
 
 BARE_HEX_HEADERS = ("X-Forgejo-Signature", "X-Gitea-Signature")
 PREFIXED_HEADER = "X-Hub-Signature-256"
 
 
 def verify_signature(incoming: Incoming, secret: str) -> None:
-    expected = hmac.new(secret.encode(), incoming.body, hashlib.sha256).hexdigest()
+    expected = hmac_hex(secret, incoming.body)
     for name in BARE_HEX_HEADERS:
         given = incoming.headers.get(name)
         if given:

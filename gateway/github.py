@@ -20,6 +20,7 @@ from gateway.webhook import (
     Accepted,
     Incoming,
     content_id,
+    hmac_hex,
     parse_json,
     raw_bytes,
     read_json,
@@ -36,7 +37,7 @@ def verify_signature(incoming: Incoming, secret: str) -> None:
     algorithm, _, given = signature.partition("=")
     if algorithm not in _HASHES or not given:
         raise RequestRejected(403, "unknown signature format (expected sha256=<hex>)")
-    expected = hmac.digest(secret.encode(), incoming.body, algorithm).hex()
+    expected = hmac_hex(secret, incoming.body, algorithm)
     given = given.strip().lower()
     # compare_digest takes ASCII text as it is; anything else (which cannot match) as the bytes sent.
     same = (hmac.compare_digest(expected, given) if given.isascii()

@@ -178,6 +178,36 @@ def content_id(*parts: bytes | str) -> str:
     return "sha256-" + digest.hexdigest()[:40]
 
 
+def hmac_hex(secret: str, body: bytes, algorithm: str = "sha256") -> str:
+    """HMAC(secret, body) in hex (RFC 2104), from the two hash states the secret keys, made once.
+
+    hmac.digest keys the hash (and OpenSSL 3 looks the digest up by name) on every call: 1.8 of its
+    3.9 us for a 3 KB body, where copying two keyed states costs 0.3."""
+    pads = _hmac_pads.get((secret, algorithm))
+    if pads is None:
+        pads = _keyed(secret, algorithm)
+    inner, outer = pads[0].copy(), pads[1].copy()
+    inner.update(body)
+    outer.update(inner.digest())
+    return outer.hexdigest()
+
+
+def _keyed(secret: str, algorithm: str) -> tuple[Any, Any]:
+    key = secret.encode()
+    block = hashlib.new(algorithm).block_size
+    if len(key) > block:
+        key = hashlib.new(algorithm, key).digest()
+    key = key.ljust(block, b"\0")
+    pads = (hashlib.new(algorithm, bytes(b ^ 0x36 for b in key)), hashlib.new(algorithm, bytes(b ^ 0x5C for b in key)))
+    if len(_hmac_pads) >= 64:  # a few secrets per gateway; more only as secrets are rotated
+        _hmac_pads.clear()
+    _hmac_pads[(secret, algorithm)] = pads
+    return pads
+
+
+_hmac_pads: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
 def raw_bytes(text: str) -> bytes:
     """A header value as sent: aiohttp decodes headers as UTF-8 with `surrogateescape`."""
     return text.encode("utf-8", "surrogateescape")

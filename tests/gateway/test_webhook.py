@@ -5,11 +5,14 @@ Also home of the small helpers the provider tests share (`incoming`, `assert_sam
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway import webhook
@@ -184,3 +187,25 @@ def test_without_a_sender_id_the_event_id_is_a_content_hash_stable_for_the_same_
     assert first == again
     assert first.startswith("sha256-")
     assert len({first, other_body, other_query, other_path}) == 4
+
+
+# --- HMAC from keyed hash states ------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(secret=st.text(max_size=200), body=st.binary(max_size=5000), algorithm=st.sampled_from(["sha1", "sha256",
+                                                                                                 "sha512"]))
+def test_hmac_hex_is_the_standard_hmac(secret: str, body: bytes, algorithm: str) -> None:
+    assert webhook.hmac_hex(secret, body, algorithm) == hmac.new(secret.encode(), body, algorithm).hexdigest()
+
+
+@pytest.mark.parametrize("length", [0, 1, 63, 64, 65, 127, 128, 129, 1000])
+def test_hmac_hex_with_keys_around_the_block_size(length: int) -> None:
+    """Keys longer than the hash's block are hashed first; shorter ones padded (64 bytes for SHA-256, 128 for
+    SHA-512)."""
+    for algorithm in ("sha256", "sha512"):
+        secret = "k" * length
+        assert webhook.hmac_hex(secret, b"body", algorithm) == hmac.new(secret.encode(), b"body",
+                                                                        algorithm).hexdigest()
+        # The keyed states are copied, never updated: the same call again gives the same answer.
+        assert webhook.hmac_hex(secret, b"body", algorithm) == webhook.hmac_hex(secret, b"body", algorithm)
