@@ -15,7 +15,7 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
-from gateway.bus import Bus, Consumer, Delivery, PublishResult, safe_url
+from gateway.bus import Bus, Consumer, Delivery, PublishResult, leading_acks, safe_url
 from gateway.errors import BusError, BusUnavailable, EventTooLarge
 from hookgate.embedded import NatsServer
 from tests.conftest import until
@@ -94,16 +94,55 @@ async def test_an_ack_that_cannot_be_matched_costs_that_publish_only(bus: Bus, m
     if not bus._lean:
         pytest.skip("acks are matched in nats-py's own subscription task on its path")
     acked = bus._acked
+    failures = []
 
-    def broken_once(token: str, data: bytes, status: str | None) -> None:
-        monkeypatch.setattr(bus, "_acked", acked)
-        raise RuntimeError("a bug in matching acks")
+    def broken_for_the_first(token: str, data: bytes, status: str | None) -> None:
+        if token == "1":  # the first publish's ack, wherever it is read: ahead of nats-py's parser, then in it
+            failures.append(token)
+            raise RuntimeError("a bug in matching acks")
+        acked(token, data, status)
 
-    monkeypatch.setattr(bus, "_acked", broken_once)
+    monkeypatch.setattr(bus, "_acked", broken_for_the_first)
     with pytest.raises(BusUnavailable, match="TimeoutError"):
         await bus.publish(PUSH, b"{}", msg_id="lost-ack", timeout=1)
+    assert failures == ["1", "1"]  # read ahead of nats-py's parser, failed, then read by it and failed again
     assert bus._nc is not None and bus._nc._reading_task is not None and not bus._nc._reading_task.done()
     assert await bus.publish(PUSH, b"{}", msg_id="next") == PublishResult(2, False)
+
+
+INBOX = b"_INBOX.abc."
+ACK1 = b'{"stream":"HOOKGATE","seq":1}'
+ACK2 = b'{"stream":"HOOKGATE","seq":2,"duplicate":true}'
+
+
+def ack_msg(token: bytes, payload: bytes, *, sid: int = 7, subject: bytes | None = None) -> bytes:
+    return b"MSG %s %d %d\r\n%s\r\n" % (subject or INBOX + token, sid, len(payload), payload)
+
+
+@pytest.mark.parametrize(("data", "acks", "rest"), [
+    pytest.param(b"", [], b"", id="nothing"),
+    pytest.param(ack_msg(b"1", ACK1) + ack_msg(b"22", ACK2), [("1", ACK1), ("22", ACK2)], b"", id="two-whole-acks"),
+    pytest.param(ack_msg(b"1", ACK1) + ack_msg(b"2", ACK2)[:-3], [("1", ACK1)], ack_msg(b"2", ACK2)[:-3],
+                 id="the-read-cut-the-second"),
+    pytest.param(ack_msg(b"1", ACK1) + b"PING\r\n" + ack_msg(b"2", ACK2), [("1", ACK1)],
+                 b"PING\r\n" + ack_msg(b"2", ACK2), id="a-ping-ends-them"),
+    pytest.param(ack_msg(b"1", ACK1, sid=8), [], ack_msg(b"1", ACK1, sid=8), id="another-subscription"),
+    pytest.param(ack_msg(b"1", ACK1, subject=b"_INBOX.other.1"), [], ack_msg(b"1", ACK1, subject=b"_INBOX.other.1"),
+                 id="another-inbox"),
+    pytest.param(b"MSG _INBOX.abc.1 7 reply.to 2\r\n{}\r\n", [], b"MSG _INBOX.abc.1 7 reply.to 2\r\n{}\r\n",
+                 id="with-a-reply-subject"),
+    pytest.param(b"HMSG _INBOX.abc.1 7 16 16\r\nNATS/1.0 503\r\n\r\n\r\n", [],
+                 b"HMSG _INBOX.abc.1 7 16 16\r\nNATS/1.0 503\r\n\r\n\r\n", id="a-status-with-headers"),
+    pytest.param(ack_msg(b"1", b'{"a":"\r\nMSG x 7 1\r\n"}'), [("1", b'{"a":"\r\nMSG x 7 1\r\n"}')], b"",
+                 id="framed-by-size-not-by-content"),
+    pytest.param(b"MSG _INBOX.abc.1 7 2\r\n{}xx", [], b"MSG _INBOX.abc.1 7 2\r\n{}xx", id="no-CRLF-after-the-payload"),
+    pytest.param(b"MSG  _INBOX.abc.1 7 2\r\n{}\r\n", [], b"MSG  _INBOX.abc.1 7 2\r\n{}\r\n", id="odd-spacing"),
+])
+def test_leading_acks_takes_whole_acks_of_the_inbox_and_nothing_else(data: bytes, acks: list[tuple[str, bytes]],
+                                                                      rest: bytes) -> None:
+    found, taken = leading_acks(data, 7, INBOX)
+    assert found == acks
+    assert data[taken:] == rest
 
 
 async def test_a_publish_is_stored_when_nats_pys_buffer_is_over_its_limit(bus: Bus) -> None:
