@@ -191,8 +191,9 @@ def header_key(name: str) -> tuple[str, bool]:
     if known is None:
         key = canonical_header(json_text(name))
         known = key, key in SECRET_HEADERS
-        if len(_header_keys) < 1024:  # names are the sender's to choose: the cache keeps the first ones
-            _header_keys[name] = known
+        if len(_header_keys) >= 1024:  # names are the sender's to choose: junk ones do not stay for good
+            _header_keys.clear()
+        _header_keys[name] = known
     return known
 
 

@@ -27,7 +27,7 @@ from gateway.metrics import Metrics
 from gateway.models import EventSource, SecretKeySelector, WebhookContext
 from gateway.protocol import Limits, PlainServer
 from gateway.spool import Spool, Spooled, SpoolError, SpoolFull
-from gateway.webhook import Accepted, Incoming
+from gateway.webhook import Accepted, Incoming, vouched_object
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +353,8 @@ class Gateway:
                           for port, rs in by_port.items()]
 
     async def start(self, host: str, *, reuse_port: bool = False) -> None:
+        # simdjson is loaded on first use (a sensor never needs it): here, not in the first delivery.
+        vouched_object(b"{}")
         if self.spool is not None:
             await self.spool.open()  # before the listeners, so no request finds it closed
         try:

@@ -89,7 +89,7 @@ class Accepted:
         members = self.members
         if members.get("body") is UNPARSED:
             assert self.raw_body is not None
-            members["body"] = orjson.loads(self.raw_body)
+            members["body"] = read_json(self.raw_body)[0]
         return members
 
     def unpublished(self, note: str) -> Accepted:
@@ -127,7 +127,8 @@ def vouched_object(body: bytes) -> bool:
 
     simdjson refuses what orjson refuses, except a leading byte-order mark, which is checked here; it
     also refuses some JSON that orjson reads (integers beyond 64 bits, 1,024 nested objects): False
-    then, and the full read decides. tests/gateway/test_webhook.py holds the two parsers to this.
+    then, and the full read decides. tests/gateway/test_json_body.py holds the two parsers to this,
+    and pyproject.toml to the pysimdjson release it was tested with.
     """
     if len(body) > _VOUCH_MAX or (body[:1] != b"{" and _OBJECT_START.match(body) is None):
         return False
@@ -145,6 +146,7 @@ def vouched_object(body: bytes) -> bool:
 
 def _new_parser() -> Any:
     # Imported on first use: the module costs 1.9 MB of RSS, and a sensor process never reads a webhook.
+    # The gateway reads a body at start-up (server.Gateway.start), so a missing module stops it there.
     import simdjson
 
     return simdjson.Parser()
@@ -152,8 +154,8 @@ def _new_parser() -> Any:
 
 #: A JSON object's first byte after optional JSON whitespace; a BOM (which simdjson skips) fails it.
 _OBJECT_START = re.compile(rb"[ \t\r\n]*\{")
-#: simdjson keeps buffers for the largest document its parser read: only the bodies the event loop
-#: reads itself (server.OFFLOAD_BYTES) are vouched for, so what it keeps stays small.
+#: simdjson keeps buffers for the largest document its parser read: only bodies up to the size the
+#: event loop reads itself (server.OFFLOAD_BYTES, which imports this module) are vouched for.
 _VOUCH_MAX = 256 * 1024
 #: A parser is not thread-safe; bodies are read on the loop and, in tests, on other threads.
 _parsers = threading.local()
@@ -204,14 +206,16 @@ def _keyed(secret: str, algorithm: str) -> tuple[Any, Any]:
     if len(key) > block:
         key = hashlib.new(algorithm, key).digest()
     key = key.ljust(block, b"\0")
-    pads = (hashlib.new(algorithm, bytes(b ^ 0x36 for b in key)), hashlib.new(algorithm, bytes(b ^ 0x5C for b in key)))
-    if len(_hmac_pads) >= 64:  # a few secrets per gateway; more only as secrets are rotated
-        _hmac_pads.clear()
+    pads = (hashlib.new(algorithm, key.translate(_IPAD)), hashlib.new(algorithm, key.translate(_OPAD)))
+    if len(_hmac_pads) >= 1024:  # configured secrets, and the ones rotated out: the oldest goes
+        del _hmac_pads[next(iter(_hmac_pads))]
     _hmac_pads[(secret, algorithm)] = pads
     return pads
 
 
 _hmac_pads: dict[tuple[str, str], tuple[Any, Any]] = {}
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
 
 
 def raw_bytes(text: str) -> bytes:

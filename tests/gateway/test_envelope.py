@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway import envelope
 from gateway.envelope import (
     MASK,
     SECRET_HEADERS,
@@ -19,6 +20,7 @@ from gateway.envelope import (
     Envelope,
     EnvelopeError,
     canonical_header,
+    header_key,
     header_map,
     parse_time,
 )
@@ -253,3 +255,11 @@ def test_the_gateways_envelope_is_stamped_now_in_utc() -> None:
     assert before <= parse_time(doc["time"]) <= datetime.now(UTC)
     assert doc["data"] == {"body": {"a": 1}}
     assert CloudEvent.from_dict(doc).context()["subject"] == "push"
+
+
+def test_header_keys_stay_right_after_a_flood_of_junk_names() -> None:
+    for i in range(3000):
+        header_key(f"x-junk-{i}")
+    assert header_key("x-github-event") == ("X-Github-Event", False)
+    assert header_key("authorization") == ("Authorization", True)
+    assert len(envelope._header_keys) <= 1024

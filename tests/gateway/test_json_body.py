@@ -207,3 +207,9 @@ def test_simdjson_is_loaded_only_by_a_process_that_reads_a_webhook_body() -> Non
               "w.vouched_object(b'{}'); print(loaded, 'simdjson' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_an_unparsed_body_orjson_refuses_is_read_as_the_full_read_reads_it() -> None:
+    """Never vouched for (the tests above), but should a simdjson release ever disagree: the standard
+    library's read decides, as for any body orjson refuses."""
+    assert Accepted("id", {"body": UNPARSED}, raw_body=b'{"a":"\\ud800"}').data == {"body": {"a": "\ufffd"}}

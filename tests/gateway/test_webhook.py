@@ -209,3 +209,11 @@ def test_hmac_hex_with_keys_around_the_block_size(length: int) -> None:
                                                                         algorithm).hexdigest()
         # The keyed states are copied, never updated: the same call again gives the same answer.
         assert webhook.hmac_hex(secret, b"body", algorithm) == webhook.hmac_hex(secret, b"body", algorithm)
+
+
+def test_hmac_hex_with_more_secrets_than_it_keeps_keyed() -> None:
+    secrets = [f"secret-{i}" for i in range(1100)]
+    for _ in range(2):
+        for secret in secrets:
+            assert webhook.hmac_hex(secret, b"body") == hmac.new(secret.encode(), b"body", "sha256").hexdigest()
+    assert len(webhook._hmac_pads) <= 1024
