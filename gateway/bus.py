@@ -273,9 +273,9 @@ class Bus:
         # A stream name is an HTTP-style header value here: one that nats-py would rewrite takes its path.
         self._lean = self._lean_wanted and lean_supported(self._nc) and self.settings.name.isprintable()
         if self._lean:
+            self._ack_prefix_bytes = self._ack_prefix.encode()
             self._take_acks(acks._id)
             self._stream_header = f"\r\nNats-Expected-Stream: {self.settings.name}\r\n\r\n".encode()
-            self._ack_prefix_bytes = self._ack_prefix.encode()
             self._hpub_starts = {}
             self._kick = asyncio.get_running_loop().create_future()  # done: what the flusher is woken with
             self._kick.set_result(None)
@@ -306,11 +306,11 @@ class Bus:
         """
         assert self._nc is not None
         process_msg = self._nc._process_msg
-        start = len(self._ack_prefix)
+        inbox = self._ack_prefix_bytes
+        start = len(inbox)
         parser = self._nc._ps
         parse = parser.parse
         between = nats_parser.AWAITING_CONTROL_LINE
-        inbox = self._ack_prefix.encode()
 
         async def parse_acks_first(data: bytes = b"") -> None:
             if data and parser.state == between and not parser.buf:

@@ -68,8 +68,9 @@ UNPARSED: Any = _Unparsed()
 class Accepted:
     """What a provider accepted: the delivery's id and event data, or why it is not published.
 
-    Only an EventSource filter reads the body's value; the bus message carries its text. So a body
-    simdjson vouches for (`read_json(lazy=True)`) stays UNPARSED in `members` until `data` is read.
+    Only an EventSource filter (and `hookgate test`) reads the body's value; the bus message carries
+    its text. So a body simdjson vouches for (`read_json(lazy=True)`) stays UNPARSED in `members`
+    until `data` is read.
     """
 
     __slots__ = ("event_id", "members", "note", "publish", "raw_body")
@@ -130,7 +131,7 @@ def vouched_object(body: bytes) -> bool:
     then, and the full read decides. tests/gateway/test_json_body.py holds the two parsers to this,
     and pyproject.toml to the pysimdjson release it was tested with.
     """
-    if len(body) > _VOUCH_MAX or (body[:1] != b"{" and _OBJECT_START.match(body) is None):
+    if len(body) > OFFLOAD_BYTES or (body[:1] != b"{" and _OBJECT_START.match(body) is None):
         return False
     parser = getattr(_parsers, "parser", None)
     if parser is None:
@@ -154,9 +155,9 @@ def _new_parser() -> Any:
 
 #: A JSON object's first byte after optional JSON whitespace; a BOM (which simdjson skips) fails it.
 _OBJECT_START = re.compile(rb"[ \t\r\n]*\{")
-#: simdjson keeps buffers for the largest document its parser read: only bodies up to the size the
-#: event loop reads itself (server.OFFLOAD_BYTES, which imports this module) are vouched for.
-_VOUCH_MAX = 256 * 1024
+#: Bodies above this are verified and read in a worker thread (server.py), not on the event loop. Only
+#: the others are vouched for: simdjson keeps buffers for the largest document its parser read.
+OFFLOAD_BYTES = 256 * 1024
 #: A parser is not thread-safe; bodies are read on the loop and, in tests, on other threads.
 _parsers = threading.local()
 
